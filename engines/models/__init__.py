@@ -1,0 +1,1 @@
+"""Models Ember knows: the embedded defaults, and (later) the catalog and the store."""

@@ -1,0 +1,34 @@
+"""Where Ember keeps its files: the platform's user folders, or ``EMBER_HOME`` when set."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+APP_NAME = "Ember"
+
+
+def data_dir() -> Path:
+    """Return (creating it) the folder for conversations, records and settings.
+
+    ``EMBER_HOME`` overrides the platform's user data folder; tests and portable
+    installs use it.
+    """
+    home = os.environ.get("EMBER_HOME")
+    path = Path(home) / "data" if home else Path(platformdirs.user_data_dir(APP_NAME, False))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def cache_dir() -> Path:
+    """Return (creating it) the folder for files Ember can rebuild (assembled models, hashes)."""
+    home = os.environ.get("EMBER_HOME")
+    path = Path(home) / "cache" if home else Path(platformdirs.user_cache_dir(APP_NAME, False))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def database_path() -> Path:
+    return data_dir() / "ember.sqlite3"

@@ -1,0 +1,333 @@
+"""The text engine: GGUF models through llama-cpp-python.
+
+Chat uses the model's own chat template from its GGUF metadata; base models
+without one do plain completion. Tokens stream one by one through the pipeline,
+and the cancel token is checked after every token.
+"""
+
+from __future__ import annotations
+
+import codecs
+import secrets
+import time
+from typing import Any
+
+from engines.engine import Progress
+from engines.errors import Cancelled, ContextOverflowError, EmberError, ModelFileError
+from engines.hardware import default_threads, llama_gpu_backend
+from engines.jobs import CancelToken
+from engines.models.hashes import file_sha256
+from engines.pipeline import Provenance
+from engines.text.chat_template import ChatTemplate
+from engines.text.gguf_header import GGUFHeader, read_gguf_header
+from engines.text.requests import ChatRequest, CompletionRequest, Message, ModelOptions, TextOutput
+
+# llama.cpp's compute buffers and the process's own overhead, beyond weights and KV cache.
+_COMPUTE_OVERHEAD_BYTES = 160 * 2**20
+
+
+class LlamaEngine:
+    """One GGUF model loaded with llama.cpp."""
+
+    kind = "text"
+
+    def __init__(self, options: ModelOptions) -> None:
+        self.options = options
+        self.header: GGUFHeader = read_gguf_header(options.path)
+        self.context_tokens = min(options.context_tokens, self.header.context_length)
+        self.threads = options.threads or default_threads()
+        self.backend = "CPU"
+        self.notes: list[str] = []
+        self._llm: Any = None
+        self._template: ChatTemplate | None = None
+        self._sha256 = ""
+        self._pieces: dict[int, bytes] = {}
+
+    # -- the Engine protocol -------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.header.name
+
+    @property
+    def has_chat_template(self) -> bool:
+        return self.header.chat_template is not None
+
+    def memory_estimate(self) -> int:
+        """Return weights + KV cache at the chosen context + compute buffers, in bytes."""
+        return self.header.file_bytes + self.header.kv_cache_bytes(self.context_tokens) + _COMPUTE_OVERHEAD_BYTES
+
+    def load(self) -> None:
+        """Load the model with llama.cpp, offloading to the GPU when asked and possible.
+
+        Raises ModelFileError when llama.cpp cannot load the file.
+        """
+        if self._llm is not None:
+            return
+        import llama_cpp  # heavy: imported here, in the worker, never at start-up
+
+        if self.context_tokens < self.options.context_tokens:
+            self.notes.append(
+                f"{self.name} was trained for {self.header.context_length} tokens of context; "
+                f"using {self.context_tokens} instead of {self.options.context_tokens}."
+            )
+        gpu = llama_gpu_backend() if self.options.device in ("auto", "gpu") else None
+        if self.options.device == "gpu" and gpu is None:
+            self.notes.append("No GPU backend is available in this build of llama.cpp; running on the CPU.")
+        try:
+            self._llm = self._open(llama_cpp, gpu_layers=-1 if gpu else 0)
+            self.backend = gpu or "CPU"
+        except ValueError as exc:
+            if not gpu:
+                raise self._load_error(exc) from None
+            try:
+                self._llm = self._open(llama_cpp, gpu_layers=0)
+            except ValueError as exc2:
+                raise self._load_error(exc2) from None
+            self.backend = "CPU"
+            self.notes.append(f"{self.name} could not be loaded on the {gpu} GPU; it runs on the CPU instead.")
+        template = self.header.chat_template
+        if template:
+            tokens = self.header.special_tokens
+            self._template = ChatTemplate(template, tokens.get("bos", ""), tokens.get("eos", ""))
+        try:
+            self._sha256 = file_sha256(self.options.path)
+        except OSError as exc:
+            raise ModelFileError(f"Ember cannot read '{self.options.path}' ({exc}).") from None
+
+    def _open(self, llama_cpp: Any, gpu_layers: int) -> Any:
+        return llama_cpp.Llama(
+            self.options.path,
+            n_ctx=self.context_tokens,
+            n_threads=self.threads,
+            n_threads_batch=self.threads,
+            n_gpu_layers=gpu_layers,
+            verbose=False,
+        )
+
+    def _load_error(self, exc: Exception) -> ModelFileError:
+        return ModelFileError(
+            f"llama.cpp could not load '{self.header.path.name}' (architecture '{self.header.architecture}', "
+            f"{self.header.quantization}): {exc}. The file may be damaged, or this version of llama.cpp "
+            "may not support that architecture yet; try another file or update Ember."
+        )
+
+    def unload(self) -> None:
+        self._pieces.clear()
+        if self._llm is not None:
+            self._llm.close()
+            self._llm = None
+
+    def provenance(self, request: ChatRequest | CompletionRequest, output: TextOutput) -> Provenance:
+        settings = {
+            **request.sampling.as_dict(),
+            "seed": output.seed,
+            "context_tokens": self.context_tokens,
+            "threads": self.threads,
+            "mode": getattr(request, "mode", "completion"),
+            "system_prompt": getattr(request, "system_prompt", ""),
+        }
+        return Provenance(
+            model_name=self.name,
+            model_path=str(self.options.path),
+            model_sha256=self._sha256,
+            backend=self.backend,
+            settings=settings,
+            seed=output.seed,
+        )
+
+    def run(self, request: ChatRequest | CompletionRequest, progress: Progress, cancel: CancelToken) -> TextOutput:
+        """Generate a reply or a continuation, streaming tokens to ``progress``.
+
+        Raises ContextOverflowError when the input cannot fit, EmberError for a chat
+        with a model that has no chat template, and Cancelled (holding the partial
+        output) when the job is cancelled.
+        """
+        self.load()
+        for note in self.notes:
+            progress.notice(note)
+        self.notes.clear()
+        budget = self.context_tokens - request.sampling.max_tokens
+        if budget < 8:
+            raise ContextOverflowError(
+                f"'Max tokens' ({request.sampling.max_tokens}) leaves no room for your text in the "
+                f"{self.context_tokens}-token context. Lower 'max tokens' or raise the context length."
+            )
+        if isinstance(request, ChatRequest):
+            tokens, dropped = self._chat_tokens(request, budget)
+            stops: tuple[str, ...] = ()
+        else:
+            tokens, dropped = self._completion_tokens(request, budget)
+            stops = request.stop
+        if dropped:
+            what = "messages" if isinstance(request, ChatRequest) else "tokens"
+            progress.notice(
+                f"The conversation is longer than the {self.context_tokens}-token context, so the model "
+                f"does not see the {dropped} oldest {what}."
+            )
+        return self._generate(tokens, request, stops, dropped, progress, cancel)
+
+    # -- prompt building ------------------------------------------------------------------
+    def _tokenize(self, text: str) -> list[int]:
+        bos_text = self.header.special_tokens.get("bos", "")
+        add_bos = bool(self.header.metadata.get("tokenizer.ggml.add_bos_token", True))
+        if bos_text and text.startswith(bos_text):
+            add_bos = False
+        return self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
+
+    def _chat_tokens(self, request: ChatRequest, budget: int) -> tuple[list[int], int]:
+        if self._template is None:
+            raise EmberError(
+                f"'{self.name}' is a base model without a chat template, so it cannot chat. "
+                "Switch the Chat panel to 'Complete' to continue a text with it, or pick an instruct model."
+            )
+        system = [Message("system", request.system_prompt)] if request.system_prompt.strip() else []
+        convo = list(request.messages)
+        if not convo:
+            raise EmberError("There is nothing to reply to: the conversation is empty.")
+        keep = 2 if request.mode == "continue" and len(convo) >= 2 else 1
+        dropped = 0
+        while True:
+            if request.mode == "continue":
+                prompt = self._template.render_continuation(system + convo)
+            else:
+                prompt = self._template.render(system + convo, add_generation_prompt=True)
+            tokens = self._tokenize(prompt)
+            if len(tokens) <= budget:
+                return tokens, dropped
+            if request.overflow == "error" or len(convo) <= keep:
+                raise ContextOverflowError(
+                    f"Your message needs {len(tokens)} tokens, but the model's {self.context_tokens}-token "
+                    f"context has room for {budget} once {request.sampling.max_tokens} are kept for the reply. "
+                    "Shorten the message, lower 'max tokens', or raise the context length in Settings."
+                )
+            # Drop the oldest turn: the first message, and any assistant replies that then lead.
+            convo.pop(0)
+            dropped += 1
+            while len(convo) > keep and convo[0].role == "assistant":
+                convo.pop(0)
+                dropped += 1
+
+    def _completion_tokens(self, request: CompletionRequest, budget: int) -> tuple[list[int], int]:
+        tokens = self._tokenize(request.prompt)
+        if not tokens:
+            raise EmberError("There is no text to continue.")
+        if len(tokens) <= budget:
+            return tokens, 0
+        if request.overflow == "error":
+            raise ContextOverflowError(
+                f"The text is {len(tokens)} tokens, but the model's {self.context_tokens}-token context has "
+                f"room for {budget} once {request.sampling.max_tokens} are kept for the continuation. "
+                "Shorten it, lower 'max tokens', or raise the context length."
+            )
+        head = 1 if tokens[0] == self._llm.token_bos() else 0
+        dropped = len(tokens) - budget
+        return tokens[:head] + tokens[head + dropped :], dropped
+
+    # -- generation -----------------------------------------------------------------------
+    def _piece(self, token: int) -> bytes:
+        """Return the bytes of one token (cached: the vocabulary never changes)."""
+        cached = self._pieces.get(token)
+        if cached is None:
+            import ctypes
+
+            import llama_cpp
+
+            size = 64
+            while True:
+                buf = ctypes.create_string_buffer(size)
+                n = llama_cpp.llama_token_to_piece(self._llm._model.vocab, token, buf, size, 0, False)
+                if n >= 0:
+                    cached = buf.raw[:n]
+                    break
+                size = -n
+            self._pieces[token] = cached
+        return cached
+
+    def _generate(
+        self,
+        tokens: list[int],
+        request: ChatRequest | CompletionRequest,
+        stops: tuple[str, ...],
+        dropped: int,
+        progress: Progress,
+        cancel: CancelToken,
+    ) -> TextOutput:
+        import llama_cpp
+
+        s = request.sampling
+        seed = s.seed if s.seed is not None else secrets.randbelow(2**32)
+        llm = self._llm
+        llm.set_seed(seed)
+        vocab = llm._model.vocab
+        piece = self._piece
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        # With stop strings, hold back as many characters as a stop string could still need.
+        hold = max((len(x) for x in stops), default=1) - 1
+        text: list[str] = []
+        shown = 0
+        generated = 0
+        finish = "length"
+        room = self.context_tokens - len(tokens)
+        limit = min(s.max_tokens, room)
+        started = time.perf_counter()
+        first = None
+        generator = llm.generate(
+            tokens,
+            top_k=s.top_k,
+            top_p=s.top_p,
+            min_p=s.min_p,
+            temp=s.temperature,
+            repeat_penalty=s.repeat_penalty,
+            reset=True,
+        )
+        try:
+            for token in generator:
+                if first is None:
+                    first = time.perf_counter()
+                if llama_cpp.llama_vocab_is_eog(vocab, token):
+                    finish = "stop"
+                    break
+                generated += 1
+                chunk = decoder.decode(piece(token))
+                if chunk:
+                    text.append(chunk)
+                    if stops:
+                        joined = "".join(text)
+                        cut = min((i for i in (joined.find(x) for x in stops) if i >= 0), default=-1)
+                        if cut >= 0:
+                            text = [joined[:cut]]
+                            finish = "stop"
+                            break
+                        ready = max(shown, len(joined) - hold)
+                        if ready > shown:
+                            progress.token(joined[shown:ready])
+                            shown = ready
+                    else:
+                        progress.token(chunk)
+                if cancel.cancelled:
+                    finish = "cancelled"
+                    break
+                if generated >= limit:
+                    break
+        finally:
+            generator.close()
+        ended = time.perf_counter()
+        final = "".join(text) + ("" if finish == "cancelled" else decoder.decode(b"", final=True))
+        if stops and len(final) > shown and finish != "cancelled":
+            progress.token(final[shown:])
+        first = first or ended
+        output = TextOutput(
+            text=final if not stops or finish != "cancelled" else final[:shown],
+            finish_reason=finish,  # type: ignore[arg-type]
+            prompt_tokens=len(tokens),
+            generated_tokens=generated,
+            dropped_messages=dropped,
+            seed=seed,
+            prompt_s=first - started,
+            generation_s=ended - first,
+        )
+        if finish == "cancelled":
+            raise Cancelled(output)
+        if generated >= room and finish == "length":
+            progress.notice("The reply stopped because the context is full. Start a new conversation to go on.")
+        return output

@@ -1,0 +1,106 @@
+"""Requests and results of the text engine."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar, Literal
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Sampling settings, with llama.cpp's meaning for each."""
+
+    temperature: float = 0.7
+    top_p: float = 0.95
+    top_k: int = 40
+    min_p: float = 0.05
+    repeat_penalty: float = 1.1
+    seed: int | None = None  # None: a fresh random seed, recorded with the output
+    max_tokens: int = 512
+
+    def __post_init__(self) -> None:
+        checks = [
+            (0.0 <= self.temperature <= 5.0, "temperature must be between 0 and 5"),
+            (0.0 < self.top_p <= 1.0, "top-p must be above 0 and at most 1"),
+            (self.top_k >= 0, "top-k must be 0 (off) or more"),
+            (0.0 <= self.min_p < 1.0, "min-p must be from 0 to below 1"),
+            (0.5 <= self.repeat_penalty <= 2.0, "repeat penalty must be between 0.5 and 2"),
+            (self.max_tokens >= 1, "max tokens must be at least 1"),
+            (self.seed is None or 0 <= self.seed < 2**32, "the seed must be from 0 to 4294967295"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"Invalid sampling setting: {message}.")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """How a GGUF model is loaded; two requests with equal options share one loaded model."""
+
+    path: str
+    context_tokens: int = 4096
+    threads: int | None = None  # None: chosen from the free cores
+    device: Literal["auto", "cpu", "gpu"] = "auto"
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """Reply to a conversation, or continue its last assistant message (``mode="continue"``).
+
+    With ``overflow="drop_oldest"`` a conversation longer than the context loses its
+    oldest turns, and the job says so with a notice; with ``"error"`` it fails instead.
+    """
+
+    kind: ClassVar[str] = "text"
+
+    model: ModelOptions
+    messages: tuple[Message, ...]
+    system_prompt: str = ""
+    sampling: Sampling = field(default_factory=Sampling)
+    mode: Literal["reply", "continue"] = "reply"
+    overflow: Literal["drop_oldest", "error"] = "drop_oldest"
+
+
+@dataclass(frozen=True)
+class CompletionRequest:
+    """Continue a plain text (base models without a chat template)."""
+
+    kind: ClassVar[str] = "text"
+
+    model: ModelOptions
+    prompt: str
+    sampling: Sampling = field(default_factory=Sampling)
+    stop: tuple[str, ...] = ()
+    overflow: Literal["drop_oldest", "error"] = "drop_oldest"
+
+
+@dataclass(frozen=True)
+class TextOutput:
+    """What the text engine made, before the pipeline: the text and how it was made."""
+
+    text: str
+    finish_reason: Literal["stop", "length", "cancelled"]
+    prompt_tokens: int
+    generated_tokens: int
+    dropped_messages: int
+    seed: int
+    prompt_s: float
+    generation_s: float
+
+    @property
+    def tokens_per_s(self) -> float:
+        """Generation speed, excluding the first token (which waits for the prompt)."""
+        if self.generated_tokens < 2 or self.generation_s <= 0:
+            return 0.0
+        return (self.generated_tokens - 1) / self.generation_s
