@@ -166,6 +166,19 @@ class LlamaEngine:
             )
         return self._generate(tokens, request, stops, dropped, progress, cancel)
 
+    def prompt_tokens(self, request: ChatRequest | CompletionRequest) -> list[int]:
+        """Return the tokens the model would read for ``request`` (after any trimming to fit)."""
+        self.load()
+        budget = self.context_tokens - request.sampling.max_tokens
+        if isinstance(request, ChatRequest):
+            return self._chat_tokens(request, budget)[0]
+        return self._completion_tokens(request, budget)[0]
+
+    def reset_cache(self) -> None:
+        """Forget the prompt cache, so the next request evaluates its whole prompt (for benchmarks)."""
+        if self._llm is not None:
+            self._llm.reset()
+
     # -- prompt building ------------------------------------------------------------------
     def _tokenize(self, text: str) -> list[int]:
         bos_text = self.header.special_tokens.get("bos", "")

@@ -1,0 +1,1 @@
+"""Ember's Qt window: widgets, layouts and the bridge to the engines. No inference here."""

@@ -1,0 +1,71 @@
+"""Benchmarks: Ember's figures beside the bare library's, measured in the same run."""
+
+from __future__ import annotations
+
+import platform
+import statistics
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from engines.hardware import machine
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One measured figure; ``baseline`` is the same work done bare in the same run."""
+
+    name: str
+    value: float
+    unit: str
+    baseline: float | None
+    goal: str
+
+    @property
+    def ratio(self) -> float | None:
+        if self.baseline in (None, 0):
+            return None
+        return self.value / self.baseline
+
+
+@dataclass
+class Report:
+    """A benchmark's figures and the conditions they were measured under."""
+
+    bench: str
+    conditions: dict[str, Any] = field(default_factory=dict)
+    figures: list[Figure] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the JSON form: {"bench", "machine", "figures": [{"name", "value", "unit", ...}]}."""
+        m = machine()
+        return {
+            "bench": self.bench,
+            "machine": {**asdict(m), "python": platform.python_version(), **self.conditions},
+            "figures": [{**asdict(f), "ratio": f.ratio} for f in self.figures],
+        }
+
+    def table(self) -> str:
+        """Return the human-readable table, conditions first (like llama-bench)."""
+        m = machine()
+        lines = [f"bench {self.bench} on {m.cpu} ({m.physical_cores} cores, {m.ram_total_bytes / 2**30:.0f} GiB)"]
+        lines += [f"  {k}: {v}" for k, v in self.conditions.items()]
+        head = f"{'figure':<34} {'ember':>10} {'baseline':>10} {'unit':<8} {'ratio':>7}  goal"
+        lines += ["", head, "-" * len(head)]
+        for f in self.figures:
+            base = f"{f.baseline:10.2f}" if f.baseline is not None else f"{'-':>10}"
+            ratio = f"{f.ratio:7.3f}" if f.ratio is not None else f"{'-':>7}"
+            lines.append(f"{f.name:<34} {f.value:10.2f} {base} {f.unit:<8} {ratio}  {f.goal}")
+        return "\n".join(lines)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def run_benchmark(name: str, **options: Any) -> Report:
+    """Run the benchmark ``name`` and return its report; raises ValueError for an unknown name."""
+    if name == "text":
+        from desktop.bench_text import run_text_bench  # the Ember path includes the Qt bridge
+
+        return run_text_bench(**options)
+    raise ValueError(f"There is no benchmark named {name!r}.")

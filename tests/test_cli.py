@@ -1,0 +1,105 @@
+"""The command line: same queue, engines and pipeline as the window."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def ember(*args: str, home: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {"EMBER_HOME": str(home), "PATH": "/usr/bin:/bin", "QT_QPA_PLATFORM": "offscreen"}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        input=stdin,
+        timeout=300,
+        cwd=ROOT,
+    )
+
+
+def test_help_lists_the_commands(tmp_path: Path) -> None:
+    out = ember("--help", home=tmp_path)
+    assert out.returncode == 0
+    for command in ("chat", "models", "bench", "self-test"):
+        assert command in out.stdout
+
+
+def test_chat_streams_the_reply_to_stdout(tmp_path: Path) -> None:
+    out = ember(
+        "chat",
+        "What is the capital of France?",
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "12",
+        "--seed",
+        "1",
+        "--context",
+        "1024",
+        home=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    assert len(out.stdout.strip()) > 3
+    assert "tok/s" in out.stderr and "CPU" in out.stderr
+
+
+def test_chat_json_prints_the_output_with_its_record(tmp_path: Path) -> None:
+    out = ember(
+        "chat", "-", "--json", "--max-tokens", "6", "--seed", "5", "--context", "1024", home=tmp_path, stdin="Say hi"
+    )
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["record"]["provenance"]["seed"] == 5 and data["record"]["delivered"]
+    assert data["output"]["generated_tokens"] >= 1
+
+
+def test_a_base_model_continues_the_text(tmp_path: Path) -> None:
+    out = ember(
+        "chat", "Once upon a time", "--model", "gemma-3-270m", "--max-tokens", "8", "--context", "512", home=tmp_path
+    )
+    assert out.returncode == 0, out.stderr
+    assert "continuing your text" in out.stderr
+
+
+def test_failures_exit_non_zero_with_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "x.gguf"
+    bad.write_bytes(b"PK\x03\x04junk")
+    for args in (
+        ["chat", "hi", "--model", str(bad)],
+        ["chat", "hi", "--model", "nope.gguf"],
+        ["chat", "hi", "--temperature", "9"],
+    ):
+        out = ember(*args, home=tmp_path)
+        assert out.returncode == 1
+        assert out.stderr.startswith("ember: ") and out.stderr.count("\n") == 1, out.stderr
+
+
+def test_bench_text_writes_figures_beside_the_baseline(tmp_path: Path) -> None:
+    target = tmp_path / "bench.json"
+    out = ember("bench", "text", "--tokens", "16", "--reps", "1", "--json", str(target), home=tmp_path)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(target.read_text())
+    assert data["bench"] == "text" and data["machine"]["threads"] >= 1
+    names = {f["name"]: f for f in data["figures"]}
+    assert {"prompt tokens/s", "generation tokens/s", "time to first token"} <= set(names)
+    gen = names["generation tokens/s"]
+    assert gen["baseline"] > 0 and abs(gen["ratio"] - gen["value"] / gen["baseline"]) < 1e-9
+    assert "generation tokens/s" in out.stdout
+
+
+def test_models_lists_the_embedded_models(tmp_path: Path) -> None:
+    out = ember("models", "--json", home=tmp_path)
+    assert out.returncode == 0
+    assert {m["id"] for m in json.loads(out.stdout)} == {"smollm2-135m-instruct", "gemma-3-270m"}
+
+
+def test_self_test_generates_through_the_full_path(tmp_path: Path) -> None:
+    out = ember("self-test", home=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("ok:")
