@@ -19,7 +19,7 @@ from engines.benchmarks import Figure, Report, median
 from engines.benchmarks.text_bare import TextRun, open_bare, run_bare
 from engines.errors import EmberError
 from engines.hardware import default_threads
-from engines.jobs import EventKind
+from engines.jobs import EventKind, JobEvent
 from engines.models.embedded import DEFAULT_TEXT_MODEL
 from engines.studio import Studio
 from engines.text.requests import ChatRequest, Message, ModelOptions, Sampling
@@ -36,11 +36,13 @@ PROMPT = (
 def _ember_run(bridge: EventBridge, request: ChatRequest) -> TextRun:
     loop = QEventLoop()
     arrivals: list[float] = []
+    finished: list[JobEvent] = []
     start = time.perf_counter()
     op = bridge.submit(request)
-    op.on_token(lambda _text: arrivals.append(time.perf_counter())).on_finished(lambda _event: loop.quit())
+    op.on_token(lambda _text: arrivals.append(time.perf_counter()))
+    op.on_finished(lambda event: (finished.append(event), loop.quit()))
     loop.exec()
-    final = op.job.final_event
+    final = finished[0] if finished else None
     if final is None or final.kind is not EventKind.RESULT:
         raise EmberError(f"The Ember path did not finish: {final.data if final else 'no result'}")
     timings = final.data.record.timings

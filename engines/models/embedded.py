@@ -124,3 +124,21 @@ GEMMA3_270M = EmbeddedModel(
 
 EMBEDDED_TEXT_MODELS: tuple[EmbeddedModel, ...] = (SMOLLM2, GEMMA3_270M)
 DEFAULT_TEXT_MODEL = SMOLLM2
+
+
+EMBEDDED_PREFIX = "embedded:"
+
+
+def resolve_model_path(path: str) -> str:
+    """Return a file path for ``path``, which may name an embedded model as ``embedded:<id>``.
+
+    Resolving an embedded model that ships in parts assembles it (seconds, once), so
+    call this on a worker thread. Raises ModelFileError for an unknown id.
+    """
+    if not path.startswith(EMBEDDED_PREFIX):
+        return path
+    wanted = path[len(EMBEDDED_PREFIX) :]
+    for model in EMBEDDED_TEXT_MODELS:
+        if model.id == wanted:
+            return str(model.path())
+    raise ModelFileError(f"Ember has no embedded model called '{wanted}'. Pick another model.")

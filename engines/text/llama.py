@@ -16,6 +16,7 @@ from engines.engine import Progress
 from engines.errors import Cancelled, ContextOverflowError, EmberError, ModelFileError
 from engines.hardware import default_threads, llama_gpu_backend
 from engines.jobs import CancelToken
+from engines.models.embedded import resolve_model_path
 from engines.models.hashes import file_sha256
 from engines.pipeline import Provenance
 from engines.text.chat_template import ChatTemplate
@@ -33,7 +34,8 @@ class LlamaEngine:
 
     def __init__(self, options: ModelOptions) -> None:
         self.options = options
-        self.header: GGUFHeader = read_gguf_header(options.path)
+        self.path = resolve_model_path(options.path)
+        self.header: GGUFHeader = read_gguf_header(self.path)
         self.context_tokens = min(options.context_tokens, self.header.context_length)
         self.threads = options.threads or default_threads()
         self.backend = "CPU"
@@ -90,13 +92,13 @@ class LlamaEngine:
             tokens = self.header.special_tokens
             self._template = ChatTemplate(template, tokens.get("bos", ""), tokens.get("eos", ""))
         try:
-            self._sha256 = file_sha256(self.options.path)
+            self._sha256 = file_sha256(self.path)
         except OSError as exc:
-            raise ModelFileError(f"Ember cannot read '{self.options.path}' ({exc}).") from None
+            raise ModelFileError(f"Ember cannot read '{self.path}' ({exc}).") from None
 
     def _open(self, llama_cpp: Any, gpu_layers: int) -> Any:
         return llama_cpp.Llama(
-            self.options.path,
+            self.path,
             n_ctx=self.context_tokens,
             n_threads=self.threads,
             n_threads_batch=self.threads,
@@ -128,7 +130,7 @@ class LlamaEngine:
         }
         return Provenance(
             model_name=self.name,
-            model_path=str(self.options.path),
+            model_path=str(self.path),
             model_sha256=self._sha256,
             backend=self.backend,
             settings=settings,

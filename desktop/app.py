@@ -1,0 +1,54 @@
+"""Starting the window: the application, the Studio, the bridge and the main window."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from PySide6.QtWidgets import QApplication
+
+from desktop.bridge import EventBridge
+from desktop.main_window import MainWindow
+from engines.studio import Studio
+
+RESOURCES = Path(__file__).resolve().parent.parent / "resources"
+STYLESHEET = RESOURCES / "styles" / "ember.qss"
+
+
+def load_stylesheet(path: Path = STYLESHEET) -> str:
+    """Return Ember's Qt stylesheet, or "" when the file is missing (the window then uses Qt's look)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return ""
+
+
+def build_main_window(studio: Studio) -> MainWindow:
+    """Return a main window (not yet shown) wired to ``studio`` through a new EventBridge.
+
+    A QApplication must exist. Call ``window.shutdown()`` (or close it) before closing the Studio.
+    """
+    bridge = EventBridge(studio)
+    window = MainWindow(bridge)
+    bridge.setParent(window)
+    return window
+
+
+def run_app(argv: Sequence[str] | None = None) -> int:
+    """Open Ember's window and run until it is closed; returns the exit code.
+
+    The Studio uses the default data folder (``EMBER_HOME`` when set) and is closed on quit.
+    """
+    app = QApplication.instance() or QApplication(list(argv if argv is not None else sys.argv))
+    app.setApplicationName("Ember")
+    app.setStyleSheet(load_stylesheet())
+    studio = Studio()
+    try:
+        window = build_main_window(studio)
+        window.show()
+        code = app.exec()
+        window.shutdown()
+        return int(code)
+    finally:
+        studio.close()

@@ -1,0 +1,88 @@
+"""The main window: navigation on the left, the panel in the middle, a status bar below."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QCloseEvent
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QListWidget, QMainWindow, QStackedWidget, QWidget
+
+from desktop.bridge import EventBridge
+from desktop.chat_panel import ChatPanel
+
+
+class MainWindow(QMainWindow):
+    """Ember's window. Panels are added to the navigation as they are built (Chat for now)."""
+
+    def __init__(self, bridge: EventBridge, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.bridge = bridge
+        self.studio = bridge.studio
+        self.setWindowTitle("Ember")
+        self.resize(1180, 760)
+
+        self.navigation = QListWidget()
+        self.navigation.setObjectName("navigation")
+        self.navigation.setFixedWidth(132)
+        self.pages = QStackedWidget()
+        self.chat = ChatPanel(bridge)
+        self.add_panel("Chat", self.chat)
+        self.navigation.currentRowChanged.connect(self.pages.setCurrentIndex)
+        self.navigation.setCurrentRow(0)
+
+        central = QWidget()
+        layout = QHBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.navigation)
+        layout.addWidget(self.pages, 1)
+        self.setCentralWidget(central)
+
+        self.backend_label = QLabel()
+        self.model_label = QLabel()
+        self.speed_label = QLabel()
+        for label, name in (
+            (self.backend_label, "backendLabel"),
+            (self.model_label, "modelLabel"),
+            (self.speed_label, "speedLabel"),
+        ):
+            label.setObjectName(name)
+            self.statusBar().addPermanentWidget(label)
+        self.show_backend("CPU")  # nothing is loaded yet, and the CPU is always there
+        self.show_speed(0.0)
+        model = self.chat.model_picker.current_choice()
+        self.show_model(model.name if model else "none")
+        self.chat.backend_changed.connect(self.show_backend)
+        self.chat.model_changed.connect(self.show_model)
+        self.chat.speed_changed.connect(self.show_speed)
+        self._shut = False
+
+    def add_panel(self, name: str, panel: QWidget) -> None:
+        """Add a panel and its entry in the navigation."""
+        self.navigation.addItem(name)
+        item = self.navigation.item(self.navigation.count() - 1)
+        item.setTextAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+        self.pages.addWidget(panel)
+
+    def show_backend(self, backend: str) -> None:
+        """Show where the model runs, e.g. "Backend: CPU"."""
+        self.backend_label.setText(f"Backend: {backend}")
+
+    def show_model(self, name: str) -> None:
+        """Show the model's name."""
+        self.model_label.setText(f"Model: {name}")
+
+    def show_speed(self, tokens_per_s: float) -> None:
+        """Show the speed of the current or last reply (a dash before the first)."""
+        self.speed_label.setText(f"{tokens_per_s:.1f} tok/s" if tokens_per_s > 0 else "— tok/s")
+
+    def shutdown(self) -> None:
+        """Stop the running reply and stop listening to the Studio (before it closes)."""
+        if self._shut:
+            return
+        self._shut = True
+        self.chat.shutdown()
+        self.bridge.detach()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.shutdown()
+        super().closeEvent(event)

@@ -1,0 +1,146 @@
+"""The messages of one conversation: one widget a message, Markdown, following the bottom."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
+
+_ROLE_NAMES = {"user": "You", "assistant": "Assistant", "system": "System"}
+
+
+class MessageWidget(QFrame):
+    """One message: who said it, and what, rendered as Markdown and selectable."""
+
+    def __init__(self, role: str, text: str = "", *, partial: bool = False, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.role = role
+        self.setObjectName(f"{role}Message")
+        self.role_label = QLabel()
+        self.role_label.setObjectName("messageRole")
+        self.body = QLabel()
+        self.body.setObjectName("messageBody")
+        self.body.setTextFormat(Qt.TextFormat.MarkdownText)
+        self.body.setWordWrap(True)
+        self.body.setTextInteractionFlags(
+            Qt.TextInteractionFlag.TextSelectableByMouse | Qt.TextInteractionFlag.TextSelectableByKeyboard
+        )
+        self.body.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(12, 8, 12, 8)
+        layout.setSpacing(4)
+        layout.addWidget(self.role_label)
+        layout.addWidget(self.body)
+        self._text = ""
+        self._partial = False
+        self.set_text(text)
+        self.set_partial(partial)
+
+    @property
+    def text(self) -> str:
+        """The message's text as Markdown source."""
+        return self._text
+
+    @property
+    def partial(self) -> bool:
+        """Whether this reply was stopped before it ended."""
+        return self._partial
+
+    def set_text(self, text: str) -> None:
+        """Show ``text`` (Markdown)."""
+        self._text = text
+        self.body.setText(text)
+
+    def set_partial(self, partial: bool) -> None:
+        """Mark the reply as stopped (or not) next to its role name."""
+        self._partial = partial
+        name = _ROLE_NAMES.get(self.role, self.role)
+        self.role_label.setText(f"{name}  (stopped)" if partial else name)
+
+
+class NoticeRow(QLabel):
+    """A calm inline line: a notice from the engine, or why a reply failed."""
+
+    def __init__(self, text: str, *, error: bool = False, parent: QWidget | None = None) -> None:
+        super().__init__(text, parent)
+        self.error = error
+        self.setObjectName("errorRow" if error else "noticeRow")
+        self.setWordWrap(True)
+        self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+
+class MessageView(QScrollArea):
+    """A scrolling column of messages and notices that stays at the bottom while it grows.
+
+    It follows the bottom as long as the person has not scrolled up; scrolling back
+    down to the end makes it follow again.
+    """
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("messageView")
+        self.setWidgetResizable(True)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self._column = QWidget()
+        self._column.setObjectName("messageColumn")
+        self._layout = QVBoxLayout(self._column)
+        self._layout.setContentsMargins(16, 16, 16, 16)
+        self._layout.setSpacing(10)
+        self._layout.addStretch(1)
+        self.setWidget(self._column)
+        self._follow = True
+        bar = self.verticalScrollBar()
+        bar.rangeChanged.connect(self._on_range_changed)
+        bar.valueChanged.connect(self._on_scrolled)
+
+    def clear(self) -> None:
+        """Remove every message and notice."""
+        while self._layout.count() > 1:
+            item = self._layout.takeAt(0)
+            widget = item.widget()
+            if widget is not None:
+                widget.deleteLater()
+        self._follow = True
+
+    def add_message(self, role: str, text: str, *, partial: bool = False) -> MessageWidget:
+        """Append a message and return its widget (to stream into it)."""
+        widget = MessageWidget(role, text, partial=partial)
+        self._append(widget)
+        return widget
+
+    def add_notice(self, text: str, *, error: bool = False) -> NoticeRow:
+        """Append a notice row (``error`` for failures) and return it."""
+        row = NoticeRow(text, error=error)
+        self._append(row)
+        return row
+
+    def messages(self) -> list[MessageWidget]:
+        """The message widgets, top to bottom (notices left out)."""
+        return [w for w in self._widgets() if isinstance(w, MessageWidget)]
+
+    def notices(self) -> list[NoticeRow]:
+        """The notice rows, top to bottom."""
+        return [w for w in self._widgets() if isinstance(w, NoticeRow)]
+
+    def remove(self, widget: QWidget) -> None:
+        """Take one message or notice out of the view."""
+        self._layout.removeWidget(widget)
+        widget.deleteLater()
+
+    def _widgets(self) -> list[QWidget]:
+        found = []
+        for i in range(self._layout.count()):
+            widget = self._layout.itemAt(i).widget()
+            if widget is not None:
+                found.append(widget)
+        return found
+
+    def _append(self, widget: QWidget) -> None:
+        self._layout.insertWidget(self._layout.count() - 1, widget)
+        self._follow = True
+
+    def _on_range_changed(self, _minimum: int, maximum: int) -> None:
+        if self._follow:
+            self.verticalScrollBar().setValue(maximum)
+
+    def _on_scrolled(self, value: int) -> None:
+        self._follow = value >= self.verticalScrollBar().maximum() - 4
