@@ -8,6 +8,25 @@ from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QSizePolicy, QVBoxLay
 _ROLE_NAMES = {"user": "You", "assistant": "Assistant", "system": "System"}
 
 
+def keep_line_breaks(markdown: str) -> str:
+    """Return ``markdown`` with single line breaks made hard, outside code blocks.
+
+    Plain Markdown joins consecutive lines into one paragraph; in a chat, a poem or an
+    address written line by line must stay that way, as in every chat app.
+    """
+    out: list[str] = []
+    fenced = False
+    lines = markdown.split("\n")
+    for i, line in enumerate(lines):
+        if line.lstrip().startswith(("```", "~~~")):
+            fenced = not fenced
+        following = lines[i + 1] if i + 1 < len(lines) else ""
+        if not fenced and line.strip() and following.strip() and not line.endswith("  "):
+            line += "  "
+        out.append(line)
+    return "\n".join(out)
+
+
 class MessageWidget(QFrame):
     """One message: who said it, and what, rendered as Markdown and selectable."""
 
@@ -46,9 +65,9 @@ class MessageWidget(QFrame):
         return self._partial
 
     def set_text(self, text: str) -> None:
-        """Show ``text`` (Markdown)."""
+        """Show ``text`` (Markdown, with the writer's line breaks kept)."""
         self._text = text
-        self.body.setText(text)
+        self.body.setText(keep_line_breaks(text))
 
     def set_partial(self, partial: bool) -> None:
         """Mark the reply as stopped (or not) next to its role name."""

@@ -275,3 +275,12 @@ def test_rename_and_delete_change_the_stored_conversation_list(monkeypatch, chat
     chat.delete_button.click()
     assert [s.title for s in chat.store.list()] == ["Second"]
     assert chat.conversation_list.count() == 1 and chat.conversation_id is None
+
+
+def test_single_line_breaks_are_kept_but_code_blocks_are_left_alone() -> None:
+    from desktop.message_view import keep_line_breaks
+
+    assert keep_line_breaks("a line\nanother") == "a line  \nanother"
+    assert keep_line_breaks("para\n\nnext") == "para\n\nnext"
+    code = "```\nx = 1\ny = 2\n```"
+    assert keep_line_breaks(code) == code
