@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -225,8 +227,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def configure_logging() -> None:
+    """Log warnings of Ember's own to stderr; llama.cpp's chatter only with EMBER_LOG=DEBUG or INFO."""
+    level = getattr(logging, os.environ.get("EMBER_LOG", "WARNING").upper(), logging.WARNING)
+    logging.basicConfig(level=level, format="ember: %(name)s: %(message)s")
+    logging.getLogger("engines.llama_cpp").setLevel(level if level < logging.WARNING else logging.ERROR)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line (or the window); return the exit code."""
+    configure_logging()
     args = build_parser().parse_args(argv)
     if args.command is None:
         from desktop.app import run_app

@@ -161,11 +161,15 @@ class ChatPanel(QWidget):
         self.base_hint = QLabel("Base model: continues your text")
         self.base_hint.setObjectName("baseHint")
         self.base_hint.hide()
+        self.unload_button = QPushButton("Unload")
+        self.unload_button.setToolTip("Free the memory loaded models use; the model loads again on the next message.")
+        self.unload_button.clicked.connect(self.unload_models)
         self.settings_button = QPushButton("Settings")
         self.settings_button.setCheckable(True)
         top = QHBoxLayout()
         top.addWidget(QLabel("Model"))
         top.addWidget(self.model_picker)
+        top.addWidget(self.unload_button)
         top.addWidget(self.base_hint)
         top.addStretch(1)
         top.addWidget(self.settings_button)
@@ -306,6 +310,12 @@ class ChatPanel(QWidget):
             self.message_view.add_message(message.role, message.content, partial=message.partial)
         self.settings.system_prompt.setPlainText(convo.system_prompt)
         self.settings.set_values(convo.settings)
+        if convo.model_path and convo.model_path != self._model_path:
+            if not self.model_picker.select_model_path(convo.model_path):
+                self.message_view.add_notice(
+                    f"This conversation was written with {Path(convo.model_path).name}, which is no longer "
+                    "available here; new replies use the model selected above."
+                )
         self._update_buttons()
 
     def rename_conversation(self, title: str) -> None:
@@ -387,6 +397,17 @@ class ChatPanel(QWidget):
         self._model, self._model_path, self._is_base = choice, path, is_base
         self.base_hint.setVisible(is_base)
         self.model_changed.emit(choice.name)
+
+    def unload_models(self) -> int:
+        """Unload every idle model and say how much memory that freed; returns how many were unloaded."""
+        freed = self.bridge.studio.unload_models()
+        if freed:
+            total = sum(freed.values())
+            names = ", ".join(freed)
+            self.message_view.add_notice(f"Unloaded {names}: about {total / 2**20:.0f} MB of memory is free again.")
+        else:
+            self.message_view.add_notice("No model is loaded (a model that is writing a reply stays loaded).")
+        return len(freed)
 
     # -- sending -----------------------------------------------------------------------------
     def _send_or_stop(self) -> None:

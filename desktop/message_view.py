@@ -76,6 +76,13 @@ class MessageWidget(QFrame):
         self.role_label.setText(f"{name}  (stopped)" if partial else name)
 
 
+WELCOME = (
+    "Chat with a language model that runs on this computer: nothing you write leaves it.\n"
+    "Type below and press Ctrl+Enter. Settings holds the system prompt and sampling; "
+    "every reply is kept with a record of the model and settings that made it."
+)
+
+
 class NoticeRow(QLabel):
     """A calm inline line: a notice from the engine, or why a reply failed."""
 
@@ -104,6 +111,11 @@ class MessageView(QScrollArea):
         self._layout = QVBoxLayout(self._column)
         self._layout.setContentsMargins(16, 16, 16, 16)
         self._layout.setSpacing(10)
+        self.welcome = QLabel(WELCOME)
+        self.welcome.setObjectName("welcome")
+        self.welcome.setWordWrap(True)
+        self.welcome.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self._layout.addWidget(self.welcome)
         self._layout.addStretch(1)
         self.setWidget(self._column)
         self._follow = True
@@ -112,12 +124,12 @@ class MessageView(QScrollArea):
         bar.valueChanged.connect(self._on_scrolled)
 
     def clear(self) -> None:
-        """Remove every message and notice."""
-        while self._layout.count() > 1:
-            item = self._layout.takeAt(0)
-            widget = item.widget()
-            if widget is not None:
+        """Remove every message and notice; the welcome line shows again."""
+        for widget in self._widgets():
+            if widget is not self.welcome:
+                self._layout.removeWidget(widget)
                 widget.deleteLater()
+        self.welcome.show()
         self._follow = True
 
     def add_message(self, role: str, text: str, *, partial: bool = False) -> MessageWidget:
@@ -149,11 +161,12 @@ class MessageView(QScrollArea):
         found = []
         for i in range(self._layout.count()):
             widget = self._layout.itemAt(i).widget()
-            if widget is not None:
+            if widget is not None and widget is not self.welcome:
                 found.append(widget)
         return found
 
     def _append(self, widget: QWidget) -> None:
+        self.welcome.hide()
         self._layout.insertWidget(self._layout.count() - 1, widget)
         self._follow = True
 

@@ -94,6 +94,29 @@ class ModelPicker(QComboBox):
         self._select(self.count() - 2)
         return True
 
+    def select_model_path(self, path: str) -> bool:
+        """Select the model a conversation used (``embedded:<id>`` or a file), without any dialog.
+
+        Returns False, leaving the selection as it was, when that model is no longer available.
+        """
+        if path.startswith(EMBEDDED_PREFIX):
+            wanted = path[len(EMBEDDED_PREFIX) :]
+            model = next((m for m in EMBEDDED_TEXT_MODELS if m.id == wanted), None)
+            return model is not None and self.select_embedded(model)
+        for i in range(self.count()):
+            choice = self.itemData(i)
+            if isinstance(choice, ModelChoice) and choice.file_path == path:
+                self._select(i)
+                return True
+        try:
+            header = read_gguf_header(path)
+        except ModelFileError:
+            return False
+        label = f"{header.name} ({Path(path).name})"
+        self.insertItem(self.count() - 1, label, ModelChoice(label, file_path=path))
+        self._select(self.count() - 2)
+        return True
+
     def _index_of_embedded(self, model: EmbeddedModel) -> int:
         for i in range(self.count()):
             choice = self.itemData(i)

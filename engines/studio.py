@@ -79,6 +79,15 @@ class Studio:
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         return self.queue.subscribe(listener)
 
+    def unload_models(self) -> dict[str, int]:
+        """Unload every idle model; returns {model name: estimated bytes freed}."""
+        freed: dict[str, int] = {}
+        for key, engine in self.registry.loaded():
+            estimate = engine.memory_estimate()
+            if self.registry.unload(key):
+                freed[getattr(engine, "name", str(key))] = estimate
+        return freed
+
     def close(self, timeout_s: float = 5.0) -> bool:
         """Cancel all jobs, stop the threads, unload the models; returns whether all threads ended."""
         ended = self.queue.shutdown(timeout_s)

@@ -103,3 +103,10 @@ def test_self_test_generates_through_the_full_path(tmp_path: Path) -> None:
     out = ember("self-test", home=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("ok:")
+
+
+def test_llama_cpp_warnings_stay_off_stderr_unless_asked_for(tmp_path: Path) -> None:
+    # Gemma 3's sliding-window cache makes llama.cpp warn at load; a person should see only Ember's lines.
+    out = ember("chat", "The sea", "--model", "gemma-3-270m", "--max-tokens", "4", "--context", "512", home=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert all(line.startswith("ember: ") for line in out.stderr.splitlines() if line.strip()), out.stderr

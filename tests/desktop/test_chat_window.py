@@ -18,7 +18,7 @@ from desktop.app import build_main_window, run_app
 from desktop.main_window import MainWindow
 from desktop.stall import StallMeter
 from engines.jobs import EventKind, JobEvent
-from engines.models.embedded import GEMMA3_270M
+from engines.models.embedded import GEMMA3_270M, SMOLLM2
 from engines.studio import Studio
 from tests.desktop.conftest import REPLY_TIMEOUT_MS, fast_settings
 
@@ -284,3 +284,34 @@ def test_single_line_breaks_are_kept_but_code_blocks_are_left_alone() -> None:
     assert keep_line_breaks("para\n\nnext") == "para\n\nnext"
     code = "```\nx = 1\ny = 2\n```"
     assert keep_line_breaks(code) == code
+
+
+def test_an_empty_chat_says_what_to_do_and_the_hint_goes_once_messages_arrive(chat, send):
+    assert chat.message_view.welcome.isVisible()
+    assert "Ctrl+Enter" in chat.message_view.welcome.text()
+    send(chat, "Hello")
+    assert not chat.message_view.welcome.isVisible()
+    chat.new_conversation()
+    assert chat.message_view.welcome.isVisible()
+
+
+def test_selecting_a_conversation_brings_back_the_model_it_used(chat, gemma_path, send):
+    send(chat, "First, with SmolLM2.")
+    smol_convo = chat.conversation_id
+    chat.new_conversation()
+    assert chat.model_picker.select_embedded(GEMMA3_270M)
+    send(chat, "The sky is")
+    assert chat.completion_mode
+    chat.select_conversation(smol_convo)
+    assert chat.model_picker.current_choice().embedded is SMOLLM2
+    assert not chat.completion_mode
+
+
+def test_unload_frees_the_loaded_model_and_the_next_message_loads_it_again(window, chat, send):
+    send(chat, "Hi")
+    assert window.bridge.studio.registry.loaded()
+    assert chat.unload_models() == 1
+    assert window.bridge.studio.registry.loaded() == []
+    assert "Unloaded" in chat.message_view.notices()[-1].text()
+    assert send(chat, "Hi again").kind is EventKind.RESULT
+    assert window.bridge.studio.registry.loaded()
