@@ -84,14 +84,7 @@ class ModelPicker(QComboBox):
             QMessageBox.warning(self, "Ember cannot use this model", str(exc))
             self.setCurrentIndex(self._previous)
             return False
-        for i in range(self.count()):
-            choice = self.itemData(i)
-            if isinstance(choice, ModelChoice) and choice.file_path == path:
-                self._select(i)
-                return True
-        label = f"{header.name} ({Path(path).name})"
-        self.insertItem(self.count() - 1, label, ModelChoice(label, file_path=path))
-        self._select(self.count() - 2)
+        self._select_file(path, header.name)
         return True
 
     def select_model_path(self, path: str) -> bool:
@@ -103,19 +96,30 @@ class ModelPicker(QComboBox):
             wanted = path[len(EMBEDDED_PREFIX) :]
             model = next((m for m in EMBEDDED_TEXT_MODELS if m.id == wanted), None)
             return model is not None and self.select_embedded(model)
+        name = ""  # only read for a file the picker does not list yet
+        if self._index_of_file(path) < 0:
+            try:
+                name = read_gguf_header(path).name
+            except ModelFileError:
+                return False
+        self._select_file(path, name)
+        return True
+
+    def _index_of_file(self, path: str) -> int:
         for i in range(self.count()):
             choice = self.itemData(i)
             if isinstance(choice, ModelChoice) and choice.file_path == path:
-                self._select(i)
-                return True
-        try:
-            header = read_gguf_header(path)
-        except ModelFileError:
-            return False
-        label = f"{header.name} ({Path(path).name})"
-        self.insertItem(self.count() - 1, label, ModelChoice(label, file_path=path))
-        self._select(self.count() - 2)
-        return True
+                return i
+        return -1
+
+    def _select_file(self, path: str, name: str) -> None:
+        """Select the entry for ``path``, adding it (labelled with the model's ``name``) if new."""
+        index = self._index_of_file(path)
+        if index < 0:
+            label = f"{name} ({Path(path).name})"
+            index = self.count() - 1
+            self.insertItem(index, label, ModelChoice(label, file_path=path))
+        self._select(index)
 
     def _index_of_embedded(self, model: EmbeddedModel) -> int:
         for i in range(self.count()):
