@@ -341,7 +341,9 @@ class LlamaEngine:
                     text.append(chunk)
                     if stops:
                         joined = "".join(text)
-                        cut = min((i for i in (joined.find(x) for x in stops) if i >= 0), default=-1)
+                        # Released text was checked with `hold` characters of look-ahead, so no stop
+                        # string can begin before `shown`.
+                        cut = min((i for i in (joined.find(x, shown) for x in stops) if i >= 0), default=-1)
                         if cut >= 0:
                             text = [joined[:cut]]
                             finish = "stop"
@@ -360,12 +362,19 @@ class LlamaEngine:
         finally:
             generator.close()
         ended = time.perf_counter()
-        final = "".join(text) + ("" if finish == "cancelled" else decoder.decode(b"", final=True))
-        if stops and len(final) > shown and finish != "cancelled":
-            progress.token(final[shown:])
+        if finish == "cancelled":
+            # Only what was shown is kept: held-back text and half a character are dropped.
+            final = "".join(text)[:shown] if stops else "".join(text)
+        else:
+            tail = decoder.decode(b"", final=True)  # an unfinished UTF-8 sequence becomes U+FFFD
+            final = "".join(text) + tail
+            if stops and len(final) > shown:
+                progress.token(final[shown:])
+            elif not stops and tail:
+                progress.token(tail)
         first = first or ended
         output = TextOutput(
-            text=final if not stops or finish != "cancelled" else final[:shown],
+            text=final,
             finish_reason=finish,  # type: ignore[arg-type]
             prompt_tokens=len(tokens),
             generated_tokens=generated,
