@@ -51,7 +51,7 @@ def _ember_run(bridge: EventBridge, request: ChatRequest) -> TextRun:
 
 def run_text_bench(tokens: int = 128, repetitions: int = 5) -> Report:
     """Measure prompt and generation throughput and time to first token on both paths; return the report."""
-    app = QCoreApplication.instance() or QCoreApplication([])
+    _app = QCoreApplication.instance() or QCoreApplication([])  # the bridge needs an event loop
     threads = default_threads()
     context = 2048
     path = str(DEFAULT_TEXT_MODEL.path())
@@ -80,7 +80,6 @@ def run_text_bench(tokens: int = 128, repetitions: int = 5) -> Report:
         finally:
             bridge.detach()
             studio.close()
-    del app
 
     def med(runs: list[TextRun], attr: str) -> float:
         return median([getattr(r, attr) for r in runs])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,11 +107,7 @@ class ModelPicker(QComboBox):
         return True
 
     def _index_of_file(self, path: str) -> int:
-        for i in range(self.count()):
-            choice = self.itemData(i)
-            if isinstance(choice, ModelChoice) and choice.file_path == path:
-                return i
-        return -1
+        return self._index_where(lambda choice: choice.file_path == path)
 
     def _select_file(self, path: str, name: str) -> None:
         """Select the entry for ``path``, adding it (labelled with the model's ``name``) if new."""
@@ -122,9 +119,13 @@ class ModelPicker(QComboBox):
         self._select(index)
 
     def _index_of_embedded(self, model: EmbeddedModel) -> int:
+        return self._index_where(lambda choice: choice.embedded == model)
+
+    def _index_where(self, match: Callable[[ModelChoice], bool]) -> int:
+        """Return the index of the first model entry that ``match`` accepts, or -1."""
         for i in range(self.count()):
             choice = self.itemData(i)
-            if isinstance(choice, ModelChoice) and choice.embedded == model:
+            if isinstance(choice, ModelChoice) and match(choice):
                 return i
         return -1
 

@@ -6,13 +6,12 @@ Replies enter the store only as :class:`Delivered` outputs of the pipeline.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from engines.atomic import write_atomic
 from engines.database import Database
 from engines.errors import EmberError
 from engines.pipeline import Delivered, require_delivered
@@ -228,31 +227,3 @@ class ConversationStore:
         data = asdict(convo)
         data["format"] = "ember.conversation/1"
         return write_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-
-
-def write_atomic(path: Path | str, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file and a rename.
-
-    Raises EmberError (with the reason) when the folder cannot be written or the disk is full;
-    the old file, if any, is left untouched.
-    """
-    path = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise EmberError(f"Ember cannot write to {path.parent} ({exc.strerror or exc}).") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise EmberError(
-            f"Ember could not save {path.name} ({exc.strerror or exc}). Nothing was half-written; "
-            "free some disk space or pick another folder."
-        ) from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path

@@ -141,7 +141,6 @@ class OutputSession:
         self._text: list[str] = []
         self._length = 0
         self._released = 0
-        self._joined = ""
         self.started_s = time.monotonic()
 
     @property
@@ -151,8 +150,7 @@ class OutputSession:
 
     def _whole(self) -> str:
         if len(self._text) > 1:
-            self._joined = "".join(self._text)
-            self._text = [self._joined]
+            self._text = ["".join(self._text)]
         return self._text[0] if self._text else ""
 
     def feed(self, chunk: str) -> None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import threading
 from pathlib import Path
 
+from engines.atomic import write_atomic
+from engines.errors import EmberError
 from engines.paths import cache_dir
 
 _lock = threading.Lock()
@@ -47,11 +47,7 @@ def _load(path: Path) -> dict[str, str]:
 
 
 def _save(path: Path, index: dict[str, str]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".hashes.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(index, f)
-        os.replace(tmp, path)
-    except OSError:
-        if os.path.exists(tmp):
-            os.unlink(tmp)  # a cache that cannot be written is only slower next time
+        write_atomic(path, json.dumps(index))
+    except EmberError:
+        pass  # a cache that cannot be written is only slower next time

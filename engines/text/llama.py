@@ -181,33 +181,20 @@ class LlamaEngine:
         for note in self.notes:
             progress.notice(note)
         self.notes.clear()
-        budget = self.context_tokens - request.sampling.max_tokens
-        if budget < 8:
-            raise ContextOverflowError(
-                f"'Max tokens' ({request.sampling.max_tokens}) leaves no room for your text in the "
-                f"{self.context_tokens}-token context. Lower 'max tokens' or raise the context length."
-            )
-        if isinstance(request, ChatRequest):
-            tokens, dropped = self._chat_tokens(request, budget)
-            stops: tuple[str, ...] = ()
-        else:
-            tokens, dropped = self._completion_tokens(request, budget)
-            stops = request.stop
+        tokens, dropped = self._prompt(request)
         if dropped:
             what = "messages" if isinstance(request, ChatRequest) else "tokens"
             progress.notice(
                 f"The conversation is longer than the {self.context_tokens}-token context, so the model "
                 f"does not see the {dropped} oldest {what}."
             )
+        stops = request.stop if isinstance(request, CompletionRequest) else ()
         return self._generate(tokens, request, stops, dropped, progress, cancel)
 
     def prompt_tokens(self, request: ChatRequest | CompletionRequest) -> list[int]:
         """Return the tokens the model would read for ``request`` (after any trimming to fit)."""
         self.load()
-        budget = self.context_tokens - request.sampling.max_tokens
-        if isinstance(request, ChatRequest):
-            return self._chat_tokens(request, budget)[0]
-        return self._completion_tokens(request, budget)[0]
+        return self._prompt(request)[0]
 
     def reset_cache(self) -> None:
         """Forget the prompt cache, so the next request evaluates its whole prompt (for benchmarks)."""
@@ -215,6 +202,21 @@ class LlamaEngine:
             self._llm.reset()
 
     # -- prompt building ------------------------------------------------------------------
+    def _prompt(self, request: ChatRequest | CompletionRequest) -> tuple[list[int], int]:
+        """Return the prompt tokens and how many messages (or tokens) were dropped to fit.
+
+        Raises ContextOverflowError when 'max tokens' leaves no room or the input cannot fit.
+        """
+        budget = self.context_tokens - request.sampling.max_tokens
+        if budget < 8:
+            raise ContextOverflowError(
+                f"'Max tokens' ({request.sampling.max_tokens}) leaves no room for your text in the "
+                f"{self.context_tokens}-token context. Lower 'max tokens' or raise the context length."
+            )
+        if isinstance(request, ChatRequest):
+            return self._chat_tokens(request, budget)
+        return self._completion_tokens(request, budget)
+
     def _tokenize(self, text: str) -> list[int]:
         bos_text = self.header.special_tokens.get("bos", "")
         add_bos = bool(self.header.metadata.get("tokenizer.ggml.add_bos_token", True))

@@ -67,7 +67,7 @@ def test_an_export_to_a_folder_that_cannot_be_written_says_so(studio: Studio, tm
 
 
 def test_an_export_to_a_full_disk_leaves_no_partial_file(studio: Studio, tmp_path: Path, monkeypatch) -> None:
-    import engines.conversations as conversations
+    import engines.atomic as atomic
 
     convo = studio.conversations.create("x", "m.gguf")
     folder = tmp_path / "exports"
@@ -78,7 +78,7 @@ def test_an_export_to_a_full_disk_leaves_no_partial_file(studio: Studio, tmp_pat
     def full_disk(fd: int) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(conversations.os, "fsync", full_disk)
+    monkeypatch.setattr(atomic.os, "fsync", full_disk)
     with pytest.raises(EmberError, match="No space left"):
         studio.conversations.export_markdown(convo, target)
     assert target.read_text() == "old"
