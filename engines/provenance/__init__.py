@@ -1,0 +1,1 @@
+"""Watermarks, metadata and provenance records on every output, and the verifier."""

@@ -1,0 +1,1 @@
+"""The content-safety filter: prompts at submission, outputs in the OutputPipeline."""
