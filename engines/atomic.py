@@ -9,8 +9,8 @@ from pathlib import Path
 from engines.errors import EmberError
 
 
-def write_atomic(path: Path | str, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file and a rename.
+def write_atomic(path: Path | str, text: str | bytes) -> Path:
+    """Write ``text`` (or bytes) to ``path`` through a temporary file and a rename.
 
     Raises EmberError (with the reason) when the folder cannot be written or the disk is full;
     the old file, if any, is left untouched.
@@ -21,7 +21,8 @@ def write_atomic(path: Path | str, text: str) -> Path:
     except OSError as exc:
         raise EmberError(f"Ember cannot write to {path.parent} ({exc.strerror or exc}).") from None
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        binary = isinstance(text, bytes)
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
