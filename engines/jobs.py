@@ -273,6 +273,20 @@ class JobQueue:
                 target.cond.notify()
         return job
 
+    def reject(self, request: Any, decision: Any, *, listener: Listener | None = None) -> Job:
+        """Return a job that ends at once as ``blocked`` with ``decision``, without running.
+
+        For requests refused at submission (a prompt the safety filter stops): the caller
+        gets the same events as for any other job, so one code path shows the reason.
+        """
+        job = Job(next(self._ids), request, "none", 0, listener, self._post)
+        with self._close_lock:
+            if self._closed:
+                raise RuntimeError("The job queue has shut down; no new work is accepted.")
+            job.emit(EventKind.QUEUED, {"lane": "none", "priority": 0})
+            job._finish(EventKind.BLOCKED, decision)
+        return job
+
     def pending(self, lane: str) -> int:
         """How many jobs wait on ``lane`` (cancelled ones may still be counted until skipped)."""
         with self._lanes[lane].cond:

@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Protocol, runtime_checkable
 
@@ -61,6 +61,35 @@ class OutputRecord:
     decisions: tuple[StageDecision, ...]
     partial: bool
     delivered: bool
+
+
+@dataclass(frozen=True)
+class OutputContext:
+    """What a stage knows about the output in front of it.
+
+    ``output_id`` is fixed when the output's session opens, so a watermark can carry
+    it; ``provenance`` is known only once the engine has finished (None while streaming).
+    """
+
+    output_id: str
+    job_id: int
+    kind: str  # "text", "image", "audio"
+    request: Any
+    created_utc: str
+    provenance: Provenance | None = None
+
+    @property
+    def mark_id(self) -> int:
+        """The first 32 bits of the output id: what watermarks carry to find the record again."""
+        return int(self.output_id[:8], 16)
+
+
+def new_output_id() -> str:
+    return uuid.uuid4().hex
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 _SEAL = object()
@@ -111,11 +140,15 @@ class Stage(Protocol):
 
     name: str
 
-    def watch(self, kind: str, request: Any) -> StreamWatcher | None:
-        """Return a watcher for a streamed output of ``kind``, or None to see only the finished output."""
+    def watch(self, context: OutputContext) -> StreamWatcher | None:
+        """Return a watcher for a streamed output, or None to see only the finished output."""
 
-    def process(self, output: Any, kind: str, request: Any) -> tuple[Any, StageDecision]:
+    def process(self, output: Any, context: OutputContext) -> tuple[Any, StageDecision]:
         """Return the output (unchanged or changed) and the decision; raise OutputBlocked to withhold it."""
+
+
+PreviewHook = Callable[[Any, OutputContext], Any]
+"""A stage's optional ``preview(image, context)``: the preview to show (perhaps changed), or None to hide it."""
 
 
 RecordSink = Callable[[OutputRecord], None]
@@ -133,11 +166,10 @@ class OutputSession:
         on_text: Callable[[str], None] | None,
     ) -> None:
         self._pipeline = pipeline
-        self._job_id = job_id
-        self._kind = kind
-        self._request = request
+        self._stages = pipeline.stages
+        self.context = OutputContext(new_output_id(), job_id, kind, request, utc_now())
         self._on_text = on_text
-        self._watchers = [w for w in (stage.watch(kind, request) for stage in pipeline.stages) if w is not None]
+        self._watchers = [w for w in (stage.watch(self.context) for stage in self._stages) if w is not None]
         self._text: list[str] = []
         self._length = 0
         self._released = 0
@@ -179,6 +211,17 @@ class OutputSession:
             if self._on_text:
                 self._on_text(new)
 
+    def preview(self, image: Any) -> Any:
+        """Return a live preview as it may be shown (every stage with a ``preview`` hook sees it), or None."""
+        for stage in self._stages:
+            hook: PreviewHook | None = getattr(stage, "preview", None)
+            if hook is None:
+                continue
+            image = hook(image, self.context)
+            if image is None:
+                return None
+        return image
+
     def finish(
         self,
         output: Any,
@@ -193,9 +236,10 @@ class OutputSession:
         ``on_text`` too. Raises OutputBlocked when a stage withholds the output.
         """
         decisions: list[StageDecision] = []
-        for stage in self._pipeline.stages:
+        self.context = replace(self.context, provenance=provenance)
+        for stage in self._stages:
             try:
-                output, decision = stage.process(output, self._kind, self._request)
+                output, decision = stage.process(output, self.context)
             except OutputBlocked as blocked:
                 self._pipeline._record_blocked(self, blocked, provenance, tuple(decisions))
                 raise
@@ -205,10 +249,10 @@ class OutputSession:
             self._released = self._length
             self._on_text(rest)
         record = OutputRecord(
-            output_id=uuid.uuid4().hex,
-            kind=self._kind,
-            created_utc=datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
-            job_id=self._job_id,
+            output_id=self.context.output_id,
+            kind=self.context.kind,
+            created_utc=self.context.created_utc,
+            job_id=self.context.job_id,
             provenance=provenance,
             timings=dict(timings or {}),
             decisions=tuple(decisions),
@@ -263,15 +307,37 @@ class OutputPipeline:
     ) -> None:
         decision = blocked.decision
         decisions = earlier + ((decision,) if isinstance(decision, StageDecision) else ())
-        record = OutputRecord(
-            output_id=uuid.uuid4().hex,
-            kind=session._kind,
-            created_utc=datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
-            job_id=session._job_id,
-            provenance=provenance or Provenance("", "", "", "", {}),
+        context = session.context
+        self.record_refusal(
+            context.job_id,
+            context.kind,
+            decisions,
+            provenance=provenance,
             timings={"total_s": time.monotonic() - session.started_s},
+            output_id=context.output_id,
+        )
+
+    def record_refusal(
+        self,
+        job_id: int,
+        kind: str,
+        decisions: tuple[StageDecision, ...],
+        *,
+        provenance: Provenance | None = None,
+        timings: dict[str, float] | None = None,
+        output_id: str | None = None,
+    ) -> OutputRecord:
+        """Keep the record of an output that was withheld (or a request refused before it ran)."""
+        record = OutputRecord(
+            output_id=output_id or new_output_id(),
+            kind=kind,
+            created_utc=utc_now(),
+            job_id=job_id,
+            provenance=provenance or Provenance("", "", "", "", {}),
+            timings=dict(timings or {}),
             decisions=decisions,
             partial=True,
             delivered=False,
         )
         self._keep(record)
+        return record

@@ -14,14 +14,17 @@ from typing import Any
 from engines.conversations import ConversationStore
 from engines.database import Database
 from engines.engine import Engine
-from engines.errors import Cancelled, EmberError
+from engines.errors import Cancelled, EmberError, OutputBlocked
 from engines.hardware import llama_gpu_backend
 from engines.jobs import EventKind, Job, JobQueue, Listener
 from engines.paths import database_path
-from engines.pipeline import Delivered, OutputPipeline, OutputSession, Stage
+from engines.pipeline import Delivered, OutputPipeline, OutputSession, Stage, StageDecision
 from engines.records import RecordStore
 from engines.registry import ModelRegistry
 from engines.text.requests import ChatRequest, CompletionRequest, ModelOptions, TextOutput
+
+RequestCheck = Callable[[Any], None]
+_KINDS: dict[type, str] = {ChatRequest: "text", CompletionRequest: "text"}
 
 
 class JobProgress:
@@ -68,12 +71,29 @@ class Studio:
             ChatRequest: self._run_text,
             CompletionRequest: self._run_text,
         }
+        self._request_checks: list[RequestCheck] = []
         self.queue = JobQueue(self._run, route=self._route, what="text engine")
 
+    def add_request_check(self, check: RequestCheck) -> None:
+        """Run ``check`` on every request at submission; it raises OutputBlocked to refuse one."""
+        self._request_checks.append(check)
+
     def submit(self, request: Any, *, priority: int = 0, listener: Listener | None = None) -> Job:
-        """Queue a request; its events go to ``listener`` and to every subscriber."""
+        """Queue a request; its events go to ``listener`` and to every subscriber.
+
+        A request the checks refuse (an unsafe prompt) still returns a job: it ends at
+        once as ``blocked`` with the reason, and its refusal is recorded.
+        """
         if type(request) not in self._handlers:
             raise EmberError(f"Ember does not know how to run a {type(request).__name__}.")
+        try:
+            for check in self._request_checks:
+                check(request)
+        except OutputBlocked as blocked:
+            job = self.queue.reject(request, blocked.decision, listener=listener)
+            decisions = (blocked.decision,) if isinstance(blocked.decision, StageDecision) else ()
+            self.pipeline.record_refusal(job.id, _KINDS.get(type(request), "text"), decisions)
+            return job
         return self.queue.submit(request, priority=priority, listener=listener)
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:

@@ -9,7 +9,7 @@ import pytest
 
 from engines.errors import OutputBlocked
 from engines.jobs import EventKind, JobEvent
-from engines.pipeline import Delivered, OutputRecord, Provenance, StageDecision, require_delivered
+from engines.pipeline import Delivered, OutputContext, OutputRecord, Provenance, StageDecision, require_delivered
 from engines.studio import Studio
 from engines.text.requests import ChatRequest, Message, ModelOptions, Sampling
 
@@ -25,7 +25,7 @@ class WordGuard:
         self.word = word
         self.hold = hold
 
-    def watch(self, kind: str, request: Any) -> Any:
+    def watch(self, context: OutputContext) -> Any:
         guard = self
 
         class Watcher:
@@ -36,7 +36,7 @@ class WordGuard:
 
         return Watcher()
 
-    def process(self, output: Any, kind: str, request: Any) -> tuple[Any, StageDecision]:
+    def process(self, output: Any, context: OutputContext) -> tuple[Any, StageDecision]:
         if self.word in output.text:
             raise OutputBlocked(StageDecision(self.name, "blocked", "test", 1.0, "word", "word seen"))
         return output, StageDecision(self.name, "pass")
@@ -47,10 +47,10 @@ class Stamp:
 
     name = "stamp"
 
-    def watch(self, kind: str, request: Any) -> None:
+    def watch(self, context: OutputContext) -> None:
         return None
 
-    def process(self, output: Any, kind: str, request: Any) -> tuple[Any, StageDecision]:
+    def process(self, output: Any, context: OutputContext) -> tuple[Any, StageDecision]:
         from dataclasses import replace
 
         return replace(output, text=output.text + " [stamped]"), StageDecision(self.name, "modified")
@@ -137,3 +137,18 @@ def test_sinks_refuse_anything_that_did_not_come_out_of_the_pipeline(studio: Stu
     with pytest.raises(TypeError):
         studio.conversations.add_reply(convo, "raw text")  # type: ignore[arg-type]
     assert studio.conversations.get(convo).messages == ()
+
+
+def test_a_request_refused_at_submission_ends_blocked_with_a_record(studio: Studio, smol: ModelOptions) -> None:
+    def refuse(request: Any) -> None:
+        raise OutputBlocked(StageDecision("safety", "blocked", "test", 1.0, "rules", "refused prompt"))
+
+    studio.add_request_check(refuse)
+    events: list[JobEvent] = []
+    request = ChatRequest(smol, (Message("user", "anything"),), sampling=SAMPLING)
+    final = studio.submit(request, listener=events.append).wait(5)
+    assert final is not None and final.kind is EventKind.BLOCKED
+    assert [e.kind for e in events] == [EventKind.QUEUED, EventKind.BLOCKED]
+    assert not studio.registry.loaded()  # nothing ran
+    (record,) = studio.records.recent()
+    assert not record.delivered and record.decisions[0].reason == "refused prompt"
