@@ -196,6 +196,29 @@ class LlamaEngine:
         self.load()
         return self._prompt(request)[0]
 
+    def judge(self, prompt: str, *, grammar: str | None = None, max_tokens: int = 24) -> str:
+        """Return the model's greedy continuation of ``prompt``, for guard models judging a text.
+
+        ``prompt`` is used verbatim (special tokens allowed); ``grammar`` (GBNF) constrains
+        the answer so that any model's reply can be parsed. Not streamed, not watermarked:
+        the answer is read by Ember, never shown as an output. Raises ContextOverflowError
+        when the prompt does not fit.
+        """
+        self.load()
+        import llama_cpp
+
+        tokens = self._tokenize(prompt)
+        if len(tokens) + max_tokens > self.context_tokens:
+            raise ContextOverflowError(
+                f"The text to check needs {len(tokens)} tokens, more than the guard model's "
+                f"{self.context_tokens}-token context. Raise its context length in Settings."
+            )
+        constraint = llama_cpp.LlamaGrammar.from_string(grammar, verbose=False) if grammar else None
+        result = self._llm.create_completion(
+            tokens, max_tokens=max_tokens, temperature=0.0, grammar=constraint, stream=False
+        )
+        return result["choices"][0]["text"]
+
     def reset_cache(self) -> None:
         """Forget the prompt cache, so the next request evaluates its whole prompt (for benchmarks)."""
         if self._llm is not None:
