@@ -23,6 +23,8 @@ COMMANDS_HELP = """commands:
   (none)      open the window
   chat        chat with a local GGUF model; the reply streams to stdout
   models      list the models Ember has (the embedded defaults)
+  check       run the safety filter on a text, a text file or an image
+  verify      say whether files carry Ember's watermark, valid Content Credentials, a library record
   bench       measure Ember against the bare libraries (bench text)
   self-test   check that the install works: load the embedded model and generate a few tokens
 """
@@ -115,12 +117,144 @@ def cmd_chat(args: argparse.Namespace) -> int:
                 )
             return 0
         if final.kind is EventKind.BLOCKED:
-            raise EmberError(f"The output was withheld by the safety filter: {final.data}")
+            raise EmberError(getattr(final.data, "reason", "") or "The output was withheld by the safety filter.")
         if final.kind is EventKind.FAILED:
             raise EmberError(str(final.data))
         raise EmberError("The reply was cancelled.")
     finally:
         studio.close()
+
+
+def _check_one(safety: Any, source: str, text: str | None = None, path: Path | None = None) -> dict[str, Any]:
+    """Check one text or file with the safety filter; returns the decision as a dict."""
+    subject = "prompt"
+    if path is not None:
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(path) as img:
+                import numpy as np
+
+                pixels = np.asarray(img.convert("RGB"))
+            subject = "image"
+        except UnidentifiedImageError:
+            try:
+                text = path.read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                raise EmberError(f"'{path}' is neither a picture Ember can read nor UTF-8 text.") from None
+        except OSError as exc:
+            raise EmberError(f"Ember cannot read '{path}' ({exc.strerror or exc}).") from None
+    verdict = safety.check_image(pixels) if subject == "image" else safety.check_text(text or "", "prompt", guard=True)
+    safety.log(verdict, subject)
+    return {
+        "source": source,
+        "kind": "image" if subject == "image" else "text",
+        "allowed": verdict.allowed,
+        "action": verdict.action.value,
+        "category": verdict.category.value if verdict.category else None,
+        "score": round(float(verdict.score), 4),
+        "checker": verdict.checker,
+        "rule": verdict.rule,
+        "message": verdict.message("This text" if subject != "image" else "This image"),
+    }
+
+
+_DONE = {"block": "blocked", "blur": "blurred", "allow": "allowed"}
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Run the safety filter; exit 0 when everything is allowed, 3 when something is blocked."""
+    from engines.studio import open_safety_filter
+
+    if not args.text and not args.file:
+        raise EmberError("Give a text to check, or --file PATH (--file - reads one text per line).")
+    safety, close = open_safety_filter()
+    results: list[dict[str, Any]] = []
+    try:
+        if args.text:
+            results.append(_check_one(safety, "argument", text=args.text))
+        for name in args.file or ():
+            if name == "-":
+                for n, line in enumerate(sys.stdin, 1):
+                    if line.strip():
+                        result = _check_one(safety, f"stdin:{n}", text=line.rstrip("\n"))
+                        print(json.dumps(result), flush=True)
+                        results.append(result)
+                continue
+            path = Path(name).expanduser()
+            if not path.exists():
+                raise EmberError(f"There is no file '{name}'.")
+            results.append(_check_one(safety, str(path), path=path))
+    finally:
+        close()
+    streamed = "-" in (args.file or ())
+    for result in results:
+        if streamed and result["source"].startswith("stdin:"):
+            continue
+        if args.json or streamed:
+            print(json.dumps(result))
+        elif result["allowed"]:
+            print(
+                f"{result['source']}: allowed "
+                f"(highest score {result['score']:.2f}, {result['checker'] or 'no findings'})"
+            )
+        else:
+            print(
+                f"{result['source']}: {_DONE[result['action']]}: {result['category']} "
+                f"(score {result['score']:.2f}, checker {result['checker']}, rule {result['rule'] or '-'})"
+            )
+    return 0 if all(r["allowed"] for r in results) else 3
+
+
+def _report_dict(report: Any) -> dict[str, Any]:
+    creds = report.credentials
+    mark = report.watermark
+    return {
+        "path": report.path,
+        "kind": report.kind,
+        "summary": report.summary,
+        "error": report.error or None,
+        "watermark": asdict(mark) if mark else None,
+        "credentials": {
+            "present": bool(getattr(creds, "present", False)),
+            "valid": bool(getattr(creds, "valid", False)),
+            "state": getattr(creds, "validation_state", None),
+        }
+        if creds is not None
+        else None,
+        "parameters": report.parameters,
+        "records": [
+            {"output_id": r.output_id, "created_utc": r.created_utc, "model": r.provenance.model_name}
+            for r in report.records
+        ],
+    }
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Verify files; exit 0 when every file carries Ember's watermark, 3 when some do not, 1 on errors."""
+    from engines.jobs import EventKind
+    from engines.provenance.verify import VerifyRequest
+    from engines.studio import Studio
+
+    studio = Studio()
+    try:
+        final = studio.submit(VerifyRequest(tuple(args.files))).wait()
+    finally:
+        studio.close()
+    assert final is not None
+    if final.kind is not EventKind.RESULT:
+        raise EmberError(str(final.data))
+    reports = final.data
+    for report in reports:
+        if args.json:
+            print(json.dumps(_report_dict(report)))
+        else:
+            print(f"{report.path}: {report.summary}")
+            if report.watermark and report.watermark.detail:
+                print(f"  {report.watermark.detail}")
+    if any(r.error for r in reports):
+        return 1
+    return 0 if all(r.watermark and r.watermark.found for r in reports) else 3
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -214,6 +348,27 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="list the models Ember has")
     models.add_argument("--json", action="store_true")
     models.set_defaults(func=cmd_models)
+
+    check = sub.add_parser(
+        "check",
+        help="run the safety filter on a text, a text file or an image",
+        description="Run Ember's safety filter (your policy from Settings). Exit status: 0 allowed, 3 blocked, "
+        "1 error. With --file -, one text per line is read from standard input and one JSON line is printed each.",
+    )
+    check.add_argument("text", nargs="?", help="the text to check")
+    check.add_argument("--file", action="append", metavar="PATH", help="a text file or an image; '-' for stdin")
+    check.add_argument("--json", action="store_true", help="print each decision as a JSON line")
+    check.set_defaults(func=cmd_check)
+
+    verify = sub.add_parser(
+        "verify",
+        help="say whether files carry Ember's watermark, valid Content Credentials, a library record",
+        description="Read images, WAV files or text files and report Ember's watermark (with its p-value), the "
+        "C2PA manifest and the matching library record. Exit status: 0 all watermarked, 3 some not, 1 error.",
+    )
+    verify.add_argument("files", nargs="+", metavar="FILE")
+    verify.add_argument("--json", action="store_true", help="one JSON line per file")
+    verify.set_defaults(func=cmd_verify)
 
     bench = sub.add_parser("bench", help="measure Ember against the bare libraries in the same run")
     bench.add_argument("name", choices=["text"], help="what to measure")

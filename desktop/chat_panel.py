@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QKeyEvent, QKeySequence, QShortcut
+from PySide6.QtGui import QKeyEvent, QKeySequence, QShortcut, QTextCursor
 from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
@@ -30,13 +30,14 @@ from PySide6.QtWidgets import (
 from superqt.utils import qthrottled
 
 from desktop.bridge import EventBridge, JobOp
-from desktop.message_view import MessageView, MessageWidget
+from desktop.message_view import MessageView, MessageWidget, SafetyNotice
 from desktop.model_picker import ModelChoice, ModelPicker
 from desktop.settings_drawer import SettingsDrawer
 from engines.conversations import Conversation
 from engines.errors import EmberError
 from engines.jobs import JobEvent
 from engines.pipeline import Delivered, require_delivered
+from engines.safety.policy import Category
 from engines.text.requests import ChatRequest, CompletionRequest, Sampling
 
 # About 30 renders a second: Markdown re-layout of a long reply for every token would
@@ -75,6 +76,23 @@ def completion_prompt(conversation: Conversation) -> str:
     return text
 
 
+def blocked_reason(decision: Any) -> str:
+    """Return the sentence to show for a ``blocked`` event's data (a StageDecision, or anything).
+
+    The safety stage writes a full sentence (what was stopped, the category, what to
+    do); a decision without one gets a calm sentence made from its category.
+    """
+    reason = str(getattr(decision, "reason", "") or "").strip()
+    if reason:
+        return reason
+    category = str(getattr(decision, "category", "") or "")
+    try:
+        label = f" ({Category(category).label})"
+    except ValueError:
+        label = f" ({category})" if category else ""
+    return f"This was stopped by the safety filter{label}. You can rephrase, or change the level in Settings."
+
+
 class PromptEdit(QPlainTextEdit):
     """The input box: Ctrl+Enter sends, Esc stops the running reply."""
 
@@ -99,6 +117,8 @@ class ChatPanel(QWidget):
     (the model's name) and ``speed_changed`` (tokens per second, live and final).
     ``stream_rendered`` fires after each (throttled) render of a streaming reply, and
     ``reply_finished`` carries the terminal JobEvent of every reply.
+    ``safety_settings_requested`` fires when the person asks for the safety settings
+    from a notice of something the safety filter stopped.
     """
 
     backend_changed = Signal(str)
@@ -107,6 +127,7 @@ class ChatPanel(QWidget):
     busy_changed = Signal(bool)
     stream_rendered = Signal()
     reply_finished = Signal(object)
+    safety_settings_requested = Signal()
 
     def __init__(self, bridge: EventBridge, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -124,6 +145,9 @@ class ChatPanel(QWidget):
         self._stream: list[str] = []
         self._tokens = 0
         self._first_token_s = 0.0
+        # The message just sent (store id, its widget, its text, whether it started the
+        # conversation): a prompt refused at submission is taken back into the input box.
+        self._sent: tuple[int, MessageWidget, str, bool] | None = None
         self._render_throttled = qthrottled(self._render_stream, timeout=_RENDER_INTERVAL_MS, parent=self)
 
         self._build()
@@ -175,6 +199,7 @@ class ChatPanel(QWidget):
         top.addWidget(self.settings_button)
 
         self.message_view = MessageView()
+        self.message_view.safety_settings_requested.connect(self.safety_settings_requested)
         self.input = PromptEdit()
         self.input.setObjectName("promptInput")
         self.input.setPlaceholderText("Write a message — Ctrl+Enter sends, Esc stops")
@@ -427,15 +452,20 @@ class ChatPanel(QWidget):
         sampling = self._sampling()
         if sampling is None:
             return False
+        created = self._conversation_id is None
         if self._conversation_id is None:
             self._conversation_id = self.store.create(
                 title_from(text), self._model_path, self.settings.system_prompt.toPlainText(), self.settings.values()
             )
-        self.store.add_user_message(self._conversation_id, text)
-        self.message_view.add_message("user", text)
+        message_id = self.store.add_user_message(self._conversation_id, text)
+        widget = self.message_view.add_message("user", text)
         self.input.clear()
         self.refresh_conversations()
-        return self._start("reply", sampling)
+        started = self._start("reply", sampling)
+        if started:
+            # Job events arrive through queued signals, so this is set before any of them.
+            self._sent = (message_id, widget, text, created)
+        return started
 
     def regenerate(self) -> bool:
         """Replace the last reply with a new one; returns whether a reply was started."""
@@ -575,12 +605,36 @@ class ChatPanel(QWidget):
 
     def _on_blocked(self, decision: Any) -> None:
         self._drop_stream()
-        reason = getattr(decision, "reason", "") or getattr(decision, "category", "") or "no reason given"
-        self.message_view.add_notice(f"The safety filter withheld this reply ({reason}).", error=True)
+        reason = blocked_reason(decision)
+        if reason.startswith("Your request"):
+            self._take_back_prompt()
+        self.message_view.add_safety_notice(reason, str(getattr(decision, "category", "") or ""))
+
+    def _take_back_prompt(self) -> None:
+        """Remove the refused message from the conversation and put its text back in the input box."""
+        sent, self._sent = self._sent, None
+        if sent is None or self._conversation_id is None:
+            return
+        message_id, widget, text, created = sent
+        self.store.delete_message(message_id)
+        self.message_view.remove(widget)
+        if created and not self.store.get(self._conversation_id).messages:
+            # A conversation that only held the refused message (and is named after it) goes too.
+            self.store.delete(self._conversation_id)
+            self._conversation_id = None
+        typed = self.input.toPlainText()
+        self.input.setPlainText(text if not typed.strip() else f"{text}\n\n{typed}")
+        self.input.moveCursor(QTextCursor.MoveOperation.End)
+        self.input.setFocus()
+
+    def safety_notices(self) -> list[SafetyNotice]:
+        """The safety notices shown in the conversation, top to bottom."""
+        return self.message_view.safety_notices()
 
     def _on_finished(self, event: JobEvent) -> None:
         self._render_throttled.cancel()
         self._reply = None
+        self._sent = None
         self._stream = []
         self._set_busy(None)
         self.refresh_conversations()

@@ -8,10 +8,12 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QListWidget, QMainWindow, QSt
 
 from desktop.bridge import EventBridge
 from desktop.chat_panel import ChatPanel
+from desktop.settings_page import SettingsPage
+from desktop.verify_panel import VerifyPanel
 
 
 class MainWindow(QMainWindow):
-    """Ember's window. Panels are added to the navigation as they are built (Chat for now)."""
+    """Ember's window: Chat, Verify and Settings in the navigation (more panels as they are built)."""
 
     def __init__(self, bridge: EventBridge, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -26,6 +28,10 @@ class MainWindow(QMainWindow):
         self.pages = QStackedWidget()
         self.chat = ChatPanel(bridge)
         self.add_panel("Chat", self.chat)
+        self.verify = VerifyPanel(bridge)
+        self.add_panel("Verify", self.verify)
+        self.settings_page = SettingsPage(bridge)
+        self.add_panel("Settings", self.settings_page)
         self.navigation.currentRowChanged.connect(self.pages.setCurrentIndex)
         self.navigation.setCurrentRow(0)
 
@@ -54,6 +60,7 @@ class MainWindow(QMainWindow):
         self.chat.backend_changed.connect(self.show_backend)
         self.chat.model_changed.connect(self.show_model)
         self.chat.speed_changed.connect(self.show_speed)
+        self.chat.safety_settings_requested.connect(self.show_settings)
         self._shut = False
 
     def add_panel(self, name: str, panel: QWidget) -> None:
@@ -62,6 +69,16 @@ class MainWindow(QMainWindow):
         item = self.navigation.item(self.navigation.count() - 1)
         item.setTextAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
         self.pages.addWidget(panel)
+
+    def show_panel(self, panel: QWidget) -> None:
+        """Switch to ``panel`` (as if its navigation entry were clicked)."""
+        index = self.pages.indexOf(panel)
+        if index >= 0:
+            self.navigation.setCurrentRow(index)
+
+    def show_settings(self) -> None:
+        """Open the Settings page (e.g. from a safety notice)."""
+        self.show_panel(self.settings_page)
 
     def show_backend(self, backend: str) -> None:
         """Show where the model runs, e.g. "Backend: CPU"."""
@@ -81,6 +98,7 @@ class MainWindow(QMainWindow):
             return
         self._shut = True
         self.chat.shutdown()
+        self.verify.shutdown()
         self.bridge.detach()
 
     def closeEvent(self, event: QCloseEvent) -> None:

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
 
 _ROLE_NAMES = {"user": "You", "assistant": "Assistant", "system": "System"}
 
@@ -94,12 +103,55 @@ class NoticeRow(QLabel):
         self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
 
+class SafetyNotice(QFrame):
+    """A calm information box for something the safety filter stopped.
+
+    It shows the decision's reason as it is (the sentence already names the category
+    and what the person can do) and a "Safety settings" button that emits
+    ``settings_requested``.
+    """
+
+    settings_requested = Signal()
+
+    def __init__(self, reason: str, category: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("safetyNotice")
+        self.category = category
+        title = QLabel("Safety filter")
+        title.setObjectName("safetyNoticeTitle")
+        self.label = QLabel(reason)
+        self.label.setObjectName("safetyNoticeText")
+        self.label.setWordWrap(True)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.settings_button = QPushButton("Safety settings")
+        self.settings_button.setObjectName("safetySettingsButton")
+        self.settings_button.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.settings_button.clicked.connect(self.settings_requested)
+        buttons = QHBoxLayout()
+        buttons.setContentsMargins(0, 0, 0, 0)
+        buttons.addStretch(1)
+        buttons.addWidget(self.settings_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(14, 10, 14, 10)
+        layout.setSpacing(6)
+        layout.addWidget(title)
+        layout.addWidget(self.label)
+        layout.addLayout(buttons)
+
+    def text(self) -> str:
+        """The reason shown."""
+        return self.label.text()
+
+
 class MessageView(QScrollArea):
     """A scrolling column of messages and notices that stays at the bottom while it grows.
 
     It follows the bottom as long as the person has not scrolled up; scrolling back
-    down to the end makes it follow again.
+    down to the end makes it follow again. ``safety_settings_requested`` fires when the
+    person asks for the safety settings from a :class:`SafetyNotice`.
     """
+
+    safety_settings_requested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -144,6 +196,17 @@ class MessageView(QScrollArea):
         self._append(row)
         return row
 
+    def add_safety_notice(self, reason: str, category: str = "") -> SafetyNotice:
+        """Append a calm notice for something the safety filter stopped and return it."""
+        notice = SafetyNotice(reason, category)
+        notice.settings_requested.connect(self.safety_settings_requested)
+        self._append(notice)
+        return notice
+
+    def safety_notices(self) -> list[SafetyNotice]:
+        """The safety notices, top to bottom."""
+        return [w for w in self._widgets() if isinstance(w, SafetyNotice)]
+
     def messages(self) -> list[MessageWidget]:
         """The message widgets, top to bottom (notices left out)."""
         return [w for w in self._widgets() if isinstance(w, MessageWidget)]
@@ -155,6 +218,7 @@ class MessageView(QScrollArea):
     def remove(self, widget: QWidget) -> None:
         """Take one message or notice out of the view."""
         self._layout.removeWidget(widget)
+        widget.hide()  # at once: deleteLater waits for the event loop
         widget.deleteLater()
 
     def _widgets(self) -> list[QWidget]:

@@ -187,6 +187,18 @@ class ConversationStore:
             conn.execute("UPDATE conversations SET updated_utc = ? WHERE id = ?", (_now(), conversation_id))
         return last.id
 
+    def find_reply(self, text: str) -> str | None:
+        """Return the output id of the stored reply that contains ``text`` (a copied reply or part of one)."""
+        snippet = text.strip()[:400]
+        if len(snippet) < 20:
+            return None
+        rows = self._db.query(
+            "SELECT output_id FROM messages WHERE role = 'assistant' AND output_id IS NOT NULL "
+            "AND instr(content, ?) > 0 ORDER BY id DESC LIMIT 1",
+            (snippet,),
+        )
+        return rows[0]["output_id"] if rows else None
+
     def remove_last_reply(self, conversation_id: int) -> bool:
         """Delete the last message if it is the assistant's (before regenerating); returns whether it did."""
         convo = self.get(conversation_id)
@@ -195,6 +207,11 @@ class ConversationStore:
         with self._db.transaction() as conn:
             conn.execute("DELETE FROM messages WHERE id = ?", (convo.messages[-1].id,))
         return True
+
+    def delete_message(self, message_id: int) -> None:
+        """Delete one message by its id (e.g. a prompt the safety filter refused); a missing id is a no-op."""
+        with self._db.transaction() as conn:
+            conn.execute("DELETE FROM messages WHERE id = ?", (message_id,))
 
     def _append(self, conversation_id: int, role: str, content: str, output_id: str | None, partial: bool) -> int:
         now = _now()

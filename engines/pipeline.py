@@ -78,10 +78,14 @@ class OutputContext:
     created_utc: str
     provenance: Provenance | None = None
 
-    @property
-    def mark_id(self) -> int:
-        """The first 32 bits of the output id: what watermarks carry to find the record again."""
-        return int(self.output_id[:8], 16)
+    def mark_id(self, bits: int = 32) -> int:
+        """The first ``bits`` bits of the output id: what a watermark carries to find the record again."""
+        return mark_of(self.output_id, bits)
+
+
+def mark_of(output_id: str, bits: int = 32) -> int:
+    """Return the first ``bits`` bits of a (128-bit, hex) output id."""
+    return int(output_id, 16) >> (128 - bits)
 
 
 def new_output_id() -> str:

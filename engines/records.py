@@ -7,7 +7,7 @@ from dataclasses import asdict
 from typing import Any
 
 from engines.database import Database
-from engines.pipeline import OutputRecord, Provenance, StageDecision
+from engines.pipeline import OutputRecord, Provenance, StageDecision, mark_of
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS output_records (
@@ -68,6 +68,13 @@ class RecordStore:
         """Return the record with this id, or None."""
         rows = self._db.query("SELECT * FROM output_records WHERE output_id = ?", (output_id,))
         return _from_row(rows[0]) if rows else None
+
+    def find_by_mark(self, mark: int, bits: int = 32) -> list[OutputRecord]:
+        """Return the records whose output id starts with the ``bits``-bit ``mark`` a watermark carried."""
+        digits = bits // 4
+        prefix = f"{mark >> (bits - digits * 4):0{digits}x}" if digits else ""
+        rows = self._db.query("SELECT * FROM output_records WHERE output_id LIKE ? LIMIT 50", (prefix + "%",))
+        return [r for r in (_from_row(row) for row in rows) if mark_of(r.output_id, bits) == mark]
 
     def recent(self, limit: int = 50) -> list[OutputRecord]:
         """Return the newest records first."""

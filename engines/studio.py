@@ -6,6 +6,8 @@ submit requests to it; none of them calls an engine directly.
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,10 +20,20 @@ from engines.errors import Cancelled, EmberError, OutputBlocked
 from engines.hardware import llama_gpu_backend
 from engines.jobs import EventKind, Job, JobQueue, Listener
 from engines.paths import database_path
-from engines.pipeline import Delivered, OutputPipeline, OutputSession, Stage, StageDecision
+from engines.pipeline import Delivered, OutputPipeline, OutputRecord, OutputSession, Stage, StageDecision
+from engines.provenance.keys import installation_key
+from engines.provenance.stage import ProvenanceStage
+from engines.provenance.verify import VerifyReport, VerifyRequest, verify_file
 from engines.records import RecordStore
 from engines.registry import ModelRegistry
+from engines.safety.audit import AuditLog
+from engines.safety.filter import SafetyFilter
+from engines.safety.policy import Policy
+from engines.safety.stage import SafetyStage
+from engines.settings import SettingsStore
 from engines.text.requests import ChatRequest, CompletionRequest, ModelOptions, TextOutput
+
+log = logging.getLogger(__name__)
 
 RequestCheck = Callable[[Any], None]
 _KINDS: dict[type, str] = {ChatRequest: "text", CompletionRequest: "text"}
@@ -44,13 +56,52 @@ class JobProgress:
         self._job.emit(EventKind.NOTICE, message)
 
 
-def make_engine(key: Any) -> Engine:
-    """Return a (not yet loaded) engine for load options ``key``; raises EmberError for unknown kinds."""
+def make_engine(key: Any, *, text_watermark_key: bytes | None = None) -> Engine:
+    """Return a (not yet loaded) engine for load options ``key``; raises EmberError for unknown kinds.
+
+    Text engines sample with the watermark keyed by ``text_watermark_key`` when one is given.
+    """
     if isinstance(key, ModelOptions):
         from engines.text.llama import LlamaEngine
 
-        return LlamaEngine(key)
+        return LlamaEngine(key, watermark_key=text_watermark_key)
     raise EmberError(f"Ember has no engine for {type(key).__name__}.")
+
+
+_GUARD_CONTEXT_TOKENS = 4096
+
+
+def _load_policy(settings: SettingsStore) -> Policy:
+    saved = settings.get("safety.policy")
+    return Policy.from_json(saved) if isinstance(saved, str) else Policy()
+
+
+def open_safety_filter(db_path: Path | str | None = None) -> tuple[SafetyFilter, Callable[[], None]]:
+    """Return the person's safety filter (their saved policy, the audit log) without a whole Studio, and a closer.
+
+    For ``main.py check``. The guard model, if one is set, runs here too.
+    """
+    db = Database(db_path or database_path())
+    settings = SettingsStore(db)
+    safety = SafetyFilter(_load_policy(settings), AuditLog(db))
+    registry = ModelRegistry(make_engine)
+    guard = settings.get("safety.guard_model")
+    if isinstance(guard, str) and guard:
+        safety.guard = _guard_checker(registry, guard)
+
+    def close() -> None:
+        registry.unload_all()
+        db.close()
+
+    return safety, close
+
+
+def _guard_checker(registry: ModelRegistry, path: str) -> Any:
+    from engines.safety.guard import GuardChecker
+    from engines.text.gguf_header import read_gguf_header
+
+    read_gguf_header(path)  # a clear ModelFileError for a missing or broken file, before anything loads
+    return GuardChecker(registry, ModelOptions(path, context_tokens=_GUARD_CONTEXT_TOKENS)).check
 
 
 class Studio:
@@ -60,19 +111,61 @@ class Studio:
         self,
         db_path: Path | str | None = None,
         stages: Sequence[Stage] = (),
-        engine_factory: Callable[[Any], Engine] = make_engine,
+        engine_factory: Callable[[Any], Engine] | None = None,
     ) -> None:
         self.db = Database(db_path or database_path())
+        self.settings = SettingsStore(self.db)
         self.records = RecordStore(self.db)
         self.conversations = ConversationStore(self.db)
-        self.pipeline = OutputPipeline(stages, [self.records])
-        self.registry = ModelRegistry(engine_factory)
+        self.audit = AuditLog(self.db)
+        self.key = installation_key()
+        self.safety = SafetyFilter(_load_policy(self.settings), self.audit)
+        # Safety first, then the watermarks: no stage list a caller passes can go around them.
+        self.pipeline = OutputPipeline((SafetyStage(self.safety), ProvenanceStage(self.key), *stages), [self.records])
+        text_key = self.key.derive("text-watermark")
+        self.registry = ModelRegistry(
+            engine_factory or (lambda options: make_engine(options, text_watermark_key=text_key))
+        )
         self._handlers: dict[type, Callable[[Job], Any]] = {
             ChatRequest: self._run_text,
             CompletionRequest: self._run_text,
+            VerifyRequest: self._run_verify,
         }
-        self._request_checks: list[RequestCheck] = []
-        self.queue = JobQueue(self._run, route=self._route, what="text engine")
+        self._request_checks: list[RequestCheck] = [self.safety.check_request]
+        self._tokenizers: dict[str, Callable[[str], list[int]]] = {}
+        guard = self.settings.get("safety.guard_model")
+        if isinstance(guard, str) and guard:
+            try:
+                self.safety.guard = _guard_checker(self.registry, guard)
+            except EmberError:
+                log.warning("The guard model %s cannot be used any more; checking without it.", guard)
+        self.queue = JobQueue(self._run, route=self._route, what="engine")
+        # The classifier takes about a second to load: load it now, off the caller's thread,
+        # so the first prompt check at submission is as fast as the rest.
+        self._warm_up = threading.Thread(target=self.safety.warm_up, name="ember-safety-warmup", daemon=True)
+        self._warm_up.start()
+
+    # -- settings ------------------------------------------------------------------------------
+    def set_policy(self, policy: Policy) -> None:
+        """Apply a safety policy at once (to the next check) and save it."""
+        self.safety.policy = policy
+        self.settings.set("safety.policy", policy.to_json())
+
+    def guard_model(self) -> str | None:
+        """The guard model's path, or None when none is set."""
+        value = self.settings.get("safety.guard_model")
+        return value if isinstance(value, str) and value else None
+
+    def set_guard_model(self, path: str | None) -> None:
+        """Use a Llama Guard 3 / ShieldGemma GGUF as an extra judge (None: no guard model).
+
+        Raises EmberError (ModelFileError) for a missing or broken file; nothing changes then.
+        """
+        if path:
+            self.safety.guard = _guard_checker(self.registry, path)
+        else:
+            self.safety.guard = None
+        self.settings.set("safety.guard_model", path or "")
 
     def add_request_check(self, check: RequestCheck) -> None:
         """Run ``check`` on every request at submission; it raises OutputBlocked to refuse one."""
@@ -111,6 +204,7 @@ class Studio:
     def close(self, timeout_s: float = 5.0) -> bool:
         """Cancel all jobs, stop the threads, unload the models; returns whether all threads ended."""
         ended = self.queue.shutdown(timeout_s)
+        self._warm_up.join(timeout_s)
         self.registry.unload_all()
         self.db.close()
         return ended
@@ -125,7 +219,53 @@ class Studio:
         return "cpu"
 
     def _run(self, job: Job) -> Any:
+        if self.safety.guard is not None and not isinstance(job.request, VerifyRequest):
+            # The guard model is too slow for submission time: it judges the prompt here, before the engine runs.
+            job.emit(EventKind.PROGRESS, {"stage": "checking"})
+            self.safety.check_request(job.request, guard=True, job_id=job.id)
         return self._handlers[type(job.request)](job)
+
+    def _run_verify(self, job: Job) -> list[VerifyReport]:
+        paths = job.request.paths
+        reports = []
+        for done, path in enumerate(paths, 1):
+            job.cancel_token.raise_if_cancelled()
+            reports.append(
+                verify_file(path, self.key, find_records=self._find_records, text_tokenizers=self._text_tokenizers())
+            )
+            job.emit(EventKind.PROGRESS, {"done": done, "total": len(paths)})
+        return reports
+
+    def _find_records(self, kind: str, payload: int | None, text: str) -> list[OutputRecord]:
+        if kind == "id":
+            record = self.records.get(text)
+            return [record] if record else []
+        if kind == "text":
+            output_id = self.conversations.find_reply(text)
+            record = self.records.get(output_id) if output_id else None
+            return [record] if record else []
+        if payload is None:
+            return []
+        if kind == "image":
+            from engines.provenance.image_mark import PAYLOAD_BITS
+        else:
+            from engines.provenance.audio_mark import PAYLOAD_BITS
+        return [r for r in self.records.find_by_mark(payload, PAYLOAD_BITS) if r.kind == kind]
+
+    def _text_tokenizers(self) -> list[Callable[[str], list[int]]]:
+        """The tokenizers of the embedded models and of every model in recent records (made once each)."""
+        from engines.models.embedded import EMBEDDED_TEXT_MODELS
+        from engines.provenance.text_mark import gguf_tokenizer
+
+        paths = [str(m.path()) for m in EMBEDDED_TEXT_MODELS if m.installed]
+        paths += [r.provenance.model_path for r in self.records.recent(200) if r.kind == "text"]
+        for path in dict.fromkeys(paths):
+            if path and path not in self._tokenizers and Path(path).exists():
+                try:
+                    self._tokenizers[path] = gguf_tokenizer(path)
+                except EmberError:
+                    continue
+        return list(self._tokenizers.values())
 
     def _run_text(self, job: Job) -> Delivered:
         request: ChatRequest | CompletionRequest = job.request

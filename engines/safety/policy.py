@@ -188,6 +188,6 @@ class Policy:
 _ORDER = list(Category)
 
 
-def _severity(f: Finding) -> tuple[int, float]:
-    # Earlier categories are more severe; then the higher score.
-    return (len(_ORDER) - _ORDER.index(f.category), f.score)
+def _severity(f: Finding) -> tuple[bool, float, int]:
+    # Minors above all; then the checker's surest finding; then the earlier (more severe) category.
+    return (f.category is Category.MINORS, f.score, len(_ORDER) - _ORDER.index(f.category))

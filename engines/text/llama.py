@@ -13,6 +13,7 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from engines.engine import Progress
@@ -63,8 +64,12 @@ class LlamaEngine:
 
     kind = "text"
 
-    def __init__(self, options: ModelOptions) -> None:
+    def __init__(self, options: ModelOptions, watermark_key: bytes | None = None) -> None:
         self.options = options
+        # With a key, sampled replies carry the statistical text watermark (greedy ones cannot).
+        self.watermark_key = watermark_key
+        # Makes the watermark's chooser for (key, seed); None: the Gumbel-max scheme. Benchmarks swap it.
+        self.watermark_chooser: Callable[[bytes, int], Any] | None = None
         self.path = resolve_model_path(options.path)
         self.header: GGUFHeader = read_gguf_header(self.path)
         self.context_tokens = min(options.context_tokens, self.header.context_length)
@@ -344,6 +349,15 @@ class LlamaEngine:
         limit = min(s.max_tokens, room)
         started = time.perf_counter()
         first = None
+        chooser = None
+        if self.watermark_key is not None and s.temperature > 0:
+            from engines.provenance import text_mark
+
+            chooser = (self.watermark_chooser or text_mark.GumbelChooser)(self.watermark_key, seed)
+            chain = text_mark.sampler_chain(llm, s.top_k, s.top_p, s.min_p, s.temperature, s.repeat_penalty, chooser)
+            # Llama.generate() builds its sampler chain with _init_sampler: this one ends in the watermark's
+            # choice instead of a random draw, and keeps generate()'s prompt-cache reuse.
+            llm._init_sampler = lambda **_settings: chain
         generator = llm.generate(
             tokens,
             top_k=s.top_k,
@@ -386,6 +400,7 @@ class LlamaEngine:
                     break
         finally:
             generator.close()
+            llm.__dict__.pop("_init_sampler", None)
         ended = time.perf_counter()
         if finish == "cancelled":
             # Only what was shown is kept: held-back text and half a character are dropped.
@@ -407,6 +422,7 @@ class LlamaEngine:
             seed=seed,
             prompt_s=first - started,
             generation_s=ended - first,
+            watermark=chooser.scheme if chooser is not None and not chooser.failures else "",
         )
         if finish == "cancelled":
             raise Cancelled(output)

@@ -97,6 +97,7 @@ class TextOutput:
     seed: int
     prompt_s: float
     generation_s: float
+    watermark: str = ""  # the text watermark's scheme ("gumbel-v1"); "" when unmarked (greedy, or no key)
 
     @property
     def tokens_per_s(self) -> float:

@@ -105,7 +105,7 @@ def test_stages_run_in_order_and_their_decisions_are_recorded(studio: Studio, sm
     final, _ = chat(studio, smol)
     delivered = final.data
     assert delivered.output.text.endswith(" [stamped]")
-    assert [d.stage for d in delivered.record.decisions] == ["word-guard", "stamp"]
+    assert [d.stage for d in delivered.record.decisions] == ["safety", "provenance", "word-guard", "stamp"]
     assert studio.records.get(delivered.record.output_id).decisions == delivered.record.decisions
 
 

@@ -1,0 +1,215 @@
+"""The text safety evaluation: recall per category, false positives, latency, on a labeled set.
+
+The set is JSON lines, ``{"text", "label", "kind", "split"}``: ``label`` is a
+:class:`~engines.safety.policy.Category` value or "benign"; ``kind`` is "clear",
+"obfuscated", "benign-lookalike" or "benign"; ``split`` is "dev" (used while
+writing the rules) or "holdout" (never looked at while tuning).
+
+:func:`evaluate_text_safety` returns the numbers as a dict;
+:func:`text_safety_figures` turns them into benchmark figures, and
+:func:`run_text_safety_eval` does both and wraps them in a :class:`Report`.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from engines.benchmarks import Figure, Report
+from engines.safety.policy import Category, Policy
+from engines.safety.text import TextSafety
+
+DEFAULT_SET = Path(__file__).resolve().parents[2] / "tests" / "data" / "safety_prompts.jsonl"
+RECALL_GOAL = 0.95
+FALSE_POSITIVE_GOAL = 0.03
+LATENCY_GOAL_MS = 5.0
+
+
+def load_prompts(path: str | Path = DEFAULT_SET, *, split: str | None = None) -> list[dict[str, str]]:
+    """Return the labeled prompts in ``path`` (only those of ``split`` when given).
+
+    Raises OSError when the file cannot be read and ValueError for a line that is
+    not a JSON object with "text" and "label".
+    """
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            if not isinstance(row, dict) or "text" not in row or "label" not in row:
+                raise ValueError(f"{path}:{n}: each line must be a JSON object with 'text' and 'label'.")
+            row.setdefault("kind", "benign" if row["label"] == "benign" else "clear")
+            row.setdefault("split", "dev")
+            if split is None or row["split"] == split:
+                rows.append(row)
+    return rows
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def evaluate_text_safety(
+    rows: list[dict[str, str]],
+    *,
+    safety: TextSafety | None = None,
+    policy: Policy | None = None,
+    role: str = "prompt",
+    repeats: int = 3,
+) -> dict[str, Any]:
+    """Check every row and return the scores.
+
+    Returns ``{"recall": {category: {"clear", "obfuscated", "all": rate or None}},
+    "caught": {category: [hits, total]} (clear only), "false_positive_rate",
+    "false_positives": [{"text", "category", "score", "rule"}], "misses": [...],
+    "latency_ms": {"median", "p95"}, "count", "profanity_model": reason or "in use"}``.
+    An unsafe row counts as caught when a finding of ITS category reaches the
+    policy's threshold; a benign row is a false positive when the policy blocks
+    it for any category. Latency is per prompt, rules and classifier together,
+    timed ``repeats`` times after a warm-up (which also loads the classifier).
+    """
+    safety = safety or TextSafety()
+    policy = policy or Policy()
+    safety.check("warm up the classifier and the caches", role=role)
+
+    per: dict[str, dict[str, list[bool]]] = {}
+    false_positives: list[dict[str, Any]] = []
+    misses: list[dict[str, Any]] = []
+    benign = 0
+    times_ms: list[float] = []
+    for row in rows:
+        text, label = row["text"], row["label"]
+        findings = safety.check(text, role=role)
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            safety.check(text, role=role)
+            times_ms.append((time.perf_counter() - t0) * 1000)
+        if label == "benign":
+            benign += 1
+            verdict = policy.decide(findings)
+            if not verdict.allowed:
+                false_positives.append(
+                    {
+                        "text": text,
+                        "category": verdict.category.value if verdict.category else None,
+                        "score": verdict.score,
+                        "rule": verdict.rule,
+                    }
+                )
+            continue
+        category = Category(label)
+        limit = policy.threshold(category)
+        hit = any(f.category is category and limit is not None and f.score >= limit for f in findings)
+        per.setdefault(label, {}).setdefault(row.get("kind", "clear"), []).append(hit)
+        if not hit:
+            top = max((f for f in findings if f.category is category), key=lambda f: f.score, default=None)
+            misses.append(
+                {
+                    "text": text,
+                    "label": label,
+                    "kind": row.get("kind"),
+                    "score": top.score if top else 0.0,
+                    "found": sorted(
+                        {f.category.value for f in findings if f.score >= (policy.threshold(f.category) or 2)}
+                    ),
+                }
+            )
+
+    def rate(hits: list[bool]) -> float | None:
+        return sum(hits) / len(hits) if hits else None
+
+    recall = {
+        label: {
+            "clear": rate(kinds.get("clear", [])),
+            "obfuscated": rate(kinds.get("obfuscated", [])),
+            "all": rate([h for hs in kinds.values() for h in hs]),
+        }
+        for label, kinds in per.items()
+    }
+    return {
+        "count": len(rows),
+        "recall": recall,
+        "caught": {label: [sum(k.get("clear", [])), len(k.get("clear", []))] for label, k in per.items()},
+        "false_positive_rate": len(false_positives) / benign if benign else None,
+        "benign": benign,
+        "false_positives": false_positives,
+        "misses": misses,
+        "latency_ms": {
+            "median": statistics.median(times_ms) if times_ms else float("nan"),
+            "p95": _percentile(times_ms, 0.95),
+        },
+        "profanity_model": safety.profanity_unavailable_reason or "in use",
+    }
+
+
+def text_safety_figures(result: dict[str, Any], *, prefix: str = "") -> list[Figure]:
+    """Return benchmark figures for an :func:`evaluate_text_safety` result (baseline: none)."""
+    figures = []
+    for category in Category:
+        r = result["recall"].get(category.value)
+        if r is None:
+            continue
+        if r["clear"] is not None:
+            hits, total = result["caught"][category.value]
+            figures.append(
+                Figure(
+                    f"{prefix}recall {category.value} ({hits}/{total})",
+                    100 * r["clear"],
+                    "%",
+                    None,
+                    f">= {RECALL_GOAL:.0%} (clear)",
+                )
+            )
+        if r["obfuscated"] is not None:
+            figures.append(Figure(f"{prefix}recall {category.value} obfusc.", 100 * r["obfuscated"], "%", None, ""))
+    if result["false_positive_rate"] is not None:
+        n = len(result["false_positives"])
+        figures.append(
+            Figure(
+                f"{prefix}false positives ({n}/{result['benign']})",
+                100 * result["false_positive_rate"],
+                "%",
+                None,
+                f"<= {FALSE_POSITIVE_GOAL:.0%}",
+            )
+        )
+    lat = result["latency_ms"]
+    figures.append(Figure(f"{prefix}text check, median", lat["median"], "ms", None, f"<= {LATENCY_GOAL_MS:g} ms"))
+    figures.append(Figure(f"{prefix}text check, p95", lat["p95"], "ms", None, ""))
+    return figures
+
+
+def run_text_safety_eval(path: str | Path = DEFAULT_SET, *, policy: Policy | None = None) -> dict[str, Any]:
+    """Evaluate the text filter on the set at ``path``, on all lines and on the holdout lines.
+
+    Returns ``{"all": result, "holdout": result, "report": Report}`` where each
+    result is what :func:`evaluate_text_safety` returns (policy: standard unless
+    given) and the report holds the figures of both. Raises OSError or
+    ValueError for an unreadable set (see :func:`load_prompts`).
+    """
+    rows = load_prompts(path)
+    safety = TextSafety()
+    whole = evaluate_text_safety(rows, safety=safety, policy=policy)
+    holdout = evaluate_text_safety(
+        [r for r in rows if r.get("split") == "holdout"], safety=safety, policy=policy, repeats=1
+    )
+    report = Report(
+        "safety",
+        conditions={
+            "text set": str(Path(path).name),
+            "prompts": len(rows),
+            "role": "prompt",
+            "policy": "standard" if policy is None else policy.to_json(),
+            "profanity model": whole["profanity_model"],
+        },
+    )
+    report.figures += text_safety_figures(whole)
+    report.figures += text_safety_figures(holdout, prefix="holdout: ")
+    return {"all": whole, "holdout": holdout, "report": report}

@@ -1,0 +1,155 @@
+"""The safety filter: one object that checks prompts, texts, images and previews under one policy.
+
+The Studio owns one :class:`SafetyFilter`. Prompts are checked when a request is
+submitted (the rule and classifier layers, in a few milliseconds) and again by the
+guard model, if one is installed, on the worker before the engine runs. Outputs
+are checked by :class:`engines.safety.stage.SafetyStage` in the OutputPipeline.
+Every decision goes to the audit log, without the content.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from engines.errors import OutputBlocked
+from engines.pipeline import StageDecision, utc_now
+from engines.safety.audit import AuditEntry, AuditLog
+from engines.safety.policy import Action, Category, Finding, Policy, Verdict
+
+log = logging.getLogger(__name__)
+
+TextChecker = Callable[[str, str], list[Finding]]
+
+
+class SafetyFilter:
+    """Checks under the current policy and logs every decision.
+
+    ``text`` defaults to the rule and classifier layers (:class:`engines.safety.text.TextSafety`);
+    the image classifier is made on first use (it imports onnxruntime), on a worker.
+    """
+
+    def __init__(self, policy: Policy | None = None, audit: AuditLog | None = None, text: Any = None) -> None:
+        self.policy = policy or Policy()
+        self.audit = audit
+        if text is None:
+            from engines.safety.text import TextSafety
+
+            text = TextSafety()
+        self.text = text
+        self.guard: TextChecker | None = None
+        self._image: Any = None
+        self._image_lock = threading.Lock()
+
+    def warm_up(self) -> None:
+        """Load the text classifier now (it takes about a second), so that the first real check is fast."""
+        try:
+            self.text.check("warm up", role="prompt")
+        except Exception:  # a checker that cannot load says so at its first real check
+            log.debug("The safety warm-up failed", exc_info=True)
+
+    # -- checks ------------------------------------------------------------------------
+    def text_findings(self, text: str, role: str, *, guard: bool = False) -> list[Finding]:
+        """Return the findings of the rule and classifier layers (and the guard model when asked)."""
+        findings = list(self.text.check(text, role=role))
+        if guard and self.guard is not None and text.strip():
+            findings += self.guard(text, role)
+        return findings
+
+    def check_text(self, text: str, role: str = "output", *, guard: bool = False) -> Verdict:
+        """Return the policy's verdict on ``text`` (role "prompt" or "output")."""
+        return self.policy.decide(self.text_findings(text, role, guard=guard))
+
+    @property
+    def image(self) -> Any:
+        """The image classifier (open-nsfw), made on first use."""
+        with self._image_lock:
+            if self._image is None:
+                from engines.safety.image import ImageSafety
+
+                self._image = ImageSafety()
+            return self._image
+
+    def check_image(self, pixels: np.ndarray) -> Verdict:
+        """Return the policy's verdict on one image (BLUR or BLOCK per the policy when unsafe)."""
+        return self.policy.decide(self.image.check(pixels), image=True)
+
+    def blur(self, pixels: np.ndarray) -> np.ndarray:
+        return self.image.blur(pixels)
+
+    # -- requests ----------------------------------------------------------------------
+    def check_request(self, request: Any, *, guard: bool = False, job_id: int | None = None) -> None:
+        """Check what a person asked for; raise OutputBlocked (with a decision for them) to refuse it.
+
+        Chat: the newest user message and the system prompt. Completion: the text to
+        continue. Image and speech requests: their ``prompt`` or ``text`` (never the
+        negative prompt, which only steers away from things).
+        """
+        for text in prompt_texts(request):
+            verdict = self.check_text(text, "prompt", guard=guard)
+            self.log(verdict, "prompt", job_id=job_id)
+            if not verdict.allowed:
+                raise OutputBlocked(decision_for(verdict, "Your request"))
+
+    def log(self, verdict: Verdict, subject: str, *, job_id: int | None = None, output_id: str | None = None) -> None:
+        """Append the decision to the audit log (never the content)."""
+        if self.audit is None:
+            return
+        category = verdict.category
+        level = self.policy.level(category).value if category is not None else ""
+        self.audit.add(
+            AuditEntry(
+                time_utc=utc_now(),
+                job_id=job_id,
+                output_id=output_id,
+                subject=subject,
+                action=verdict.action.value,
+                category=category.value if category is not None else "",
+                score=verdict.score,
+                checker=verdict.checker,
+                rule=verdict.rule,
+                level=level,
+            )
+        )
+
+
+def decision_for(verdict: Verdict, what: str) -> StageDecision:
+    """The pipeline decision for a verdict; its reason is the sentence the person reads."""
+    action = {Action.ALLOW: "pass", Action.BLOCK: "blocked", Action.BLUR: "modified"}[verdict.action]
+    return StageDecision(
+        stage="safety",
+        action=action,
+        category=verdict.category.value if verdict.category is not None else "",
+        score=round(float(verdict.score), 4),
+        checker=verdict.checker,
+        reason=verdict.message(what) if verdict.category is not None else "",
+    )
+
+
+def prompt_texts(request: Any) -> list[str]:
+    """Return the texts in ``request`` that a person wrote and that must be checked as prompts."""
+    from engines.text.requests import ChatRequest, CompletionRequest
+
+    if isinstance(request, ChatRequest):
+        texts = [m.content for m in request.messages if m.role == "user"][-1:]
+        if request.system_prompt.strip():
+            texts.append(request.system_prompt)
+        return texts
+    if isinstance(request, CompletionRequest):
+        return [request.prompt]
+    for name in ("prompt", "text"):
+        value = getattr(request, name, None)
+        if isinstance(value, str) and value.strip():
+            return [value]
+    return []
+
+
+def category_of(decision: StageDecision) -> Category | None:
+    try:
+        return Category(decision.category)
+    except ValueError:
+        return None
