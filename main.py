@@ -371,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.set_defaults(func=cmd_verify)
 
     bench = sub.add_parser("bench", help="measure Ember against the bare libraries in the same run")
-    bench.add_argument("name", choices=["text"], help="what to measure")
+    bench.add_argument("name", choices=["text", "safety"], help="what to measure")
     bench.add_argument("--json", metavar="PATH", help="also write the figures as JSON to PATH")
     bench.add_argument("--tokens", type=int, default=128, help="tokens to generate per run")
     bench.add_argument("--reps", type=int, default=5, help="repetitions of each path")

@@ -49,12 +49,12 @@ class Report:
         m = machine()
         lines = [f"bench {self.bench} on {m.cpu} ({m.physical_cores} cores, {m.ram_total_bytes / 2**30:.0f} GiB)"]
         lines += [f"  {k}: {v}" for k, v in self.conditions.items()]
-        head = f"{'figure':<34} {'ember':>10} {'baseline':>10} {'unit':<8} {'ratio':>7}  goal"
+        head = f"{'figure':<44} {'ember':>10} {'baseline':>10} {'unit':<8} {'ratio':>7}  goal"
         lines += ["", head, "-" * len(head)]
         for f in self.figures:
             base = f"{f.baseline:10.2f}" if f.baseline is not None else f"{'-':>10}"
             ratio = f"{f.ratio:7.3f}" if f.ratio is not None else f"{'-':>7}"
-            lines.append(f"{f.name:<34} {f.value:10.2f} {base} {f.unit:<8} {ratio}  {f.goal}")
+            lines.append(f"{f.name:<44} {f.value:10.2f} {base} {f.unit:<8} {ratio}  {f.goal}")
         return "\n".join(lines)
 
 
@@ -68,4 +68,8 @@ def run_benchmark(name: str, **options: Any) -> Report:
         from desktop.bench_text import run_text_bench  # the Ember path includes the Qt bridge
 
         return run_text_bench(**options)
+    if name == "safety":
+        from engines.benchmarks.safety import run_safety_bench
+
+        return run_safety_bench(**options)
     raise ValueError(f"There is no benchmark named {name!r}.")

