@@ -11,13 +11,15 @@ text it did.
 
 Gumbel-max is deterministic given the context, so that Regenerate still gives another
 reply, the request's seed picks one of ``KEY_COUNT`` keys (the detector tries all and
-multiplies its p-value by their number), the first ``CONTEXT_TOKENS`` tokens (whose
+corrects its p-value for having tried 32: about a factor 32), the first ``CONTEXT_TOKENS`` tokens (whose
 context lies in the prompt, which the detector never sees) are sampled freely with the
 seed, and so is every token whose context already occurred in the reply (which also
 stops a repeated phrase from forcing the same continuation again).
 
-The detector re-tokenizes the text with the model's tokenizer, scores each distinct
-(context, token) pair once, and reports the exact Gamma tail of the sum.
+The detector re-tokenizes the text with the model's tokenizer, scores each context's
+first occurrence only (so repeated (context, token) pairs count once, and a repeated
+context, which the sampler left unmarked, not at all), and reports the exact Gamma
+tail of the sum, corrected for trying KEY_COUNT keys.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import numpy as np
 
 SCHEME = "gumbel-v1"
 CONTEXT_TOKENS = 2  # previous tokens that key each choice: fewer survive editing better, more repeat less
-KEY_COUNT = 8  # keys the seed chooses among (Regenerate varies); the detector pays a factor 8 in p
+KEY_COUNT = 32  # keys the seed chooses among (Regenerate varies); the detector pays a factor 32 in p
 MIN_TOKENS = 100  # below this many scored tokens the detector says "too short to tell"
 THRESHOLD_P = 3e-5  # p below this (z >= 4) is "watermarked"
 
@@ -58,7 +60,7 @@ class TextMarkResult:
     score: float  # mean per-token score: 1.0 expected for unmarked text, higher when marked
     z: float  # the normal quantile of p_value (z >= 4 is p < 3e-5)
     p_value: float
-    tokens_scored: int  # distinct (context, token) pairs
+    tokens_scored: int  # tokens whose context occurs for the first time
     tokens_total: int
 
 
@@ -203,15 +205,20 @@ def sampler_chain(
 
 
 # -- the detector ---------------------------------------------------------------------------
-def _distinct_pairs(tokens: Sequence[int], h: int) -> tuple[np.ndarray, np.ndarray]:
-    """Return the contexts and tokens of each (context, token) pair's first occurrence, as arrays."""
+def distinct_pairs(tokens: Sequence[int], h: int, per_context: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Return the contexts and tokens of each (context, token) pair's first occurrence, as arrays.
+
+    With ``per_context`` only a context's first occurrence counts: the sampler marks
+    only those (a repeated context is sampled freely), so later ones carry no signal.
+    """
     seen: set[tuple[int, ...]] = set()
     contexts: list[tuple[int, ...]] = []
     picked: list[int] = []
     for i in range(h, len(tokens)):
         pair = tuple(tokens[i - h : i + 1])
-        if pair not in seen:
-            seen.add(pair)
+        seen_as = pair[:-1] if per_context else pair
+        if seen_as not in seen:
+            seen.add(seen_as)
             contexts.append(pair[:-1])
             picked.append(pair[-1])
     return np.array(contexts, dtype=np.int64).reshape(-1, h), np.array(picked, dtype=np.int64)
@@ -251,7 +258,7 @@ def detect_tokens(
     tokens: Sequence[int], key: bytes, context_tokens: int = CONTEXT_TOKENS, key_count: int = KEY_COUNT
 ) -> TextMarkResult:
     """Return the detector's finding on a token sequence (see ``detect_text``)."""
-    contexts, picked = _distinct_pairs(tokens, context_tokens)
+    contexts, picked = distinct_pairs(tokens, context_tokens, per_context=True)
     n = len(picked)
     if n == 0:
         return TextMarkResult("too short to tell", 0.0, 0.0, 1.0, 0, len(tokens))
