@@ -285,7 +285,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     """Run a benchmark, print its table, and write its JSON when asked."""
     from engines.benchmarks import run_benchmark
 
-    report = run_benchmark(args.name, tokens=args.tokens, repetitions=args.reps)
+    options: dict[str, Any] = {"tokens": args.tokens, "repetitions": args.reps}
+    if args.name == "provenance":
+        options = {"quick": args.quick}
+    report = run_benchmark(args.name, **options)
     print(report.table())
     if args.json:
         Path(args.json).write_text(json.dumps(report.as_dict(), indent=2) + "\n", encoding="utf-8")
@@ -371,10 +374,11 @@ def build_parser() -> argparse.ArgumentParser:
     verify.set_defaults(func=cmd_verify)
 
     bench = sub.add_parser("bench", help="measure Ember against the bare libraries in the same run")
-    bench.add_argument("name", choices=["text", "safety"], help="what to measure")
+    bench.add_argument("name", choices=["text", "safety", "provenance"], help="what to measure")
     bench.add_argument("--json", metavar="PATH", help="also write the figures as JSON to PATH")
     bench.add_argument("--tokens", type=int, default=128, help="tokens to generate per run")
     bench.add_argument("--reps", type=int, default=5, help="repetitions of each path")
+    bench.add_argument("--quick", action="store_true", help="a smaller run (provenance: about a minute)")
     bench.set_defaults(func=cmd_bench)
 
     selftest = sub.add_parser("self-test", help="check that the install works")

@@ -68,6 +68,10 @@ def run_benchmark(name: str, **options: Any) -> Report:
         from desktop.bench_text import run_text_bench  # the Ember path includes the Qt bridge
 
         return run_text_bench(**options)
+    if name == "provenance":
+        from engines.benchmarks.provenance import run_provenance_bench
+
+        return run_provenance_bench(**options)
     if name == "safety":
         from engines.benchmarks.safety import run_safety_bench
 
