@@ -144,3 +144,42 @@ def test_every_engine_output_passes_the_safety_stage(studio: Studio, smol: Model
     records = studio.records.recent()
     assert len(records) == len(requests) and not any(r.delivered for r in records)
     assert not studio.conversations.list()
+
+
+def test_the_text_to_be_spoken_is_checked_before_synthesis(studio: Studio) -> None:
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class SpeakRequest:  # the speech engine's request will carry its text the same way
+        text: str
+
+    with pytest.raises(OutputBlocked) as refused:
+        studio.safety.check_request(SpeakRequest(BOMB))
+    assert refused.value.decision.reason.startswith("Your request")
+    studio.safety.check_request(SpeakRequest("Welcome to the lighthouse tour."))
+
+
+def test_spoken_output_with_unsafe_text_never_reaches_a_file(studio: Studio, tmp_path: Path) -> None:
+    import numpy as np
+
+    from engines.media import AudioOutput
+    from engines.pipeline import Provenance
+    from engines.provenance.files import save_audio
+
+    out = tmp_path / "out"
+    out.mkdir()
+    clip = AudioOutput(np.zeros(22050, np.float32), 22050, BOMB)
+    with pytest.raises(OutputBlocked):
+        delivered = studio.pipeline.open(1, "audio", None).finish(clip, Provenance("voice", "", "", "CPU", {}))
+        save_audio(delivered, out / "speech.wav")
+    assert list(out.iterdir()) == []
+
+
+def test_live_previews_pass_the_image_check_before_they_are_shown(studio: Studio) -> None:
+    import numpy as np
+    from skimage import data
+
+    preview = np.ascontiguousarray(data.astronaut()[::8, ::8])
+    session = studio.pipeline.open(1, "image", None)
+    shown = session.preview(preview)
+    assert shown is preview  # a harmless photograph is shown as it is
