@@ -58,6 +58,21 @@ def _package_dir(module: str) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+def package_file(module: str, name: str) -> Path | None:
+    """Return the file ``name`` inside an installed package, found without importing its code, or None."""
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for folder in spec.submodule_search_locations:
+        path = Path(folder) / name
+        if path.is_file():
+            return path
+    return None
+
+
 def _missing(model: EmbeddedModel) -> str:
     return (
         f"The default model '{model.name}' is not installed (package {model.package}). "

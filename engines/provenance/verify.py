@@ -160,14 +160,7 @@ def _verify_image(
     from engines.provenance import image_mark
 
     result = image_mark.detect(pixels, key.derive("image-watermark"))
-    mark = MarkReport(
-        "image",
-        result.found,
-        "watermarked" if result.found else "not watermarked",
-        result.p_value,
-        result.confidence,
-        result.payload,
-    )
+    mark = _mark_report("image", result)
     creds = _credentials(data, mime)
     records = find("image", result.payload if result.found else None, "")
     if not records and getattr(creds, "output_id", None):
@@ -180,19 +173,17 @@ def _verify_audio(path: Path, data: bytes, key: InstallationKey, find: Any) -> V
 
     samples, rate = read_wav(data)
     result = audio_mark.detect(samples, rate, key.derive("audio-watermark"))
-    mark = MarkReport(
-        "audio",
-        result.found,
-        "watermarked" if result.found else "not watermarked",
-        result.p_value,
-        result.confidence,
-        result.payload,
-    )
+    mark = _mark_report("audio", result)
     creds = _credentials(data, "audio/wav")
     records = find("audio", result.payload if result.found else None, "")
     if not records and getattr(creds, "output_id", None):
         records = find("id", None, creds.output_id)
     return VerifyReport(str(path), "audio", mark, creds, {}, tuple(records))
+
+
+def _mark_report(kind: str, result: Any) -> MarkReport:
+    verdict = "watermarked" if result.found else "not watermarked"
+    return MarkReport(kind, result.found, verdict, result.p_value, result.confidence, result.payload)
 
 
 def read_wav(data: bytes) -> tuple[np.ndarray, int]:

@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from engines.errors import EmberError, ModelFileError
+from engines.models.embedded import package_file
 from engines.safety.policy import Category, Finding
 
 CHECKER = "open-nsfw"
@@ -53,17 +54,7 @@ def bundled_model_path() -> Path | None:
 
     Found through the package's location only: none of its code is imported.
     """
-    try:
-        spec = importlib.util.find_spec(_PACKAGE)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for folder in spec.submodule_search_locations:
-        path = Path(folder) / _MODEL_FILE
-        if path.is_file():
-            return path
-    return None
+    return package_file(_PACKAGE, _MODEL_FILE)
 
 
 def as_rgb(pixels: np.ndarray) -> np.ndarray:

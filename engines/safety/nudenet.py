@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from engines.errors import EmberError, ModelFileError
+from engines.models.embedded import package_file
 from engines.safety.image import as_rgb
 from engines.safety.policy import Category, Finding
 
@@ -94,17 +95,7 @@ def label_score(label: str, confidence: float) -> float | None:
 
 def model_path() -> Path | None:
     """Return the installed ``nudenet/320n.onnx``, found without importing the package, or None."""
-    try:
-        spec = importlib.util.find_spec("nudenet")
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for folder in spec.submodule_search_locations:
-        path = Path(folder) / _MODEL_FILE
-        if path.is_file():
-            return path
-    return None
+    return package_file("nudenet", _MODEL_FILE)
 
 
 def resize_linear(image: np.ndarray, size: int) -> np.ndarray:
