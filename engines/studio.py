@@ -222,7 +222,7 @@ class Studio:
         if self.safety.guard is not None and not isinstance(job.request, VerifyRequest):
             # The guard model is too slow for submission time: it judges the prompt here, before the engine runs.
             job.emit(EventKind.PROGRESS, {"stage": "checking"})
-            self.safety.check_request(job.request, guard=True, job_id=job.id)
+            self.safety.check_request(job.request, guard_only=True, job_id=job.id)
         return self._handlers[type(job.request)](job)
 
     def _run_verify(self, job: Job) -> list[VerifyReport]:
@@ -231,7 +231,7 @@ class Studio:
         for done, path in enumerate(paths, 1):
             job.cancel_token.raise_if_cancelled()
             reports.append(
-                verify_file(path, self.key, find_records=self._find_records, text_tokenizers=self._text_tokenizers())
+                verify_file(path, self.key, find_records=self._find_records, text_tokenizers=self._text_tokenizers)
             )
             job.emit(EventKind.PROGRESS, {"done": done, "total": len(paths)})
         return reports

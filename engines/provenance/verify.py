@@ -86,13 +86,14 @@ def verify_file(
     key: InstallationKey,
     *,
     find_records: Callable[[str, int | None, str], list[OutputRecord]] | None = None,
-    text_tokenizers: Sequence[Callable[[str], list[int]]] = (),
+    text_tokenizers: Callable[[], Sequence[Callable[[str], list[int]]]] = tuple,
 ) -> VerifyReport:
     """Return the report for one file; a file Ember cannot read gets a report with ``error`` set.
 
     ``find_records(kind, payload, text)`` returns matching library records (by the
     watermark's payload, or for text by the text itself). ``text_tokenizers`` are the
-    installed models' tokenizers; the text detector tries each (and pays for it in p).
+    installed models' tokenizers, asked for only when the file is text; the detector tries
+    each (and pays for it in p).
     """
     path = Path(path)
     try:
@@ -112,7 +113,7 @@ def verify_file(
             return VerifyReport(
                 str(path), "unknown", None, error=f"'{path.name}' is not an image, a WAV file or UTF-8 text."
             )
-        return _verify_text(path, text, key, find, text_tokenizers)
+        return _verify_text(path, text, key, find, text_tokenizers())
     except EmberError as exc:
         return VerifyReport(str(path), "unknown", None, error=str(exc))
 

@@ -82,15 +82,19 @@ class SafetyFilter:
         return self.image.blur(pixels)
 
     # -- requests ----------------------------------------------------------------------
-    def check_request(self, request: Any, *, guard: bool = False, job_id: int | None = None) -> None:
+    def check_request(self, request: Any, *, guard_only: bool = False, job_id: int | None = None) -> None:
         """Check what a person asked for; raise OutputBlocked (with a decision for them) to refuse it.
 
         Chat: the newest user message and the system prompt. Completion: the text to
         continue. Image and speech requests: their ``prompt`` or ``text`` (never the
-        negative prompt, which only steers away from things).
+        negative prompt, which only steers away from things). ``guard_only`` asks only
+        the guard model (on the worker, after the fast layers passed at submission).
         """
+        if guard_only and self.guard is None:
+            return
         for text in prompt_texts(request):
-            verdict = self.check_text(text, "prompt", guard=guard)
+            findings = self.guard(text, "prompt") if guard_only and self.guard else self.text_findings(text, "prompt")
+            verdict = self.policy.decide(findings)
             self.log(verdict, "prompt", job_id=job_id)
             if not verdict.allowed:
                 raise OutputBlocked(decision_for(verdict, "Your request"))
