@@ -20,6 +20,12 @@ class Progress(Protocol):
     def notice(self, message: str) -> None:
         """Something the person should know (a trimmed conversation, a CPU fallback)."""
 
+    def preview(self, image: Any, index: int = 0) -> None:
+        """A live preview of output ``index`` (an HxWx3 uint8 array), shown only if the pipeline allows it."""
+
+    def wants_preview(self) -> bool:
+        """Whether anyone shows previews now; an engine skips making them when not."""
+
 
 class Engine(Protocol):
     """One loaded model. The registry loads it lazily in a worker and keeps it."""
