@@ -23,6 +23,8 @@ COMMANDS_HELP = """commands:
   (none)      open the window
   chat        chat with a local GGUF model; the reply streams to stdout
   models      list the models Ember has (the embedded defaults)
+  image       make images from a prompt with an ONNX diffusion model (or change an image: --init)
+  convert     export a diffusers checkpoint folder to the ONNX layout Ember runs (fp32, fp16, int8)
   check       run the safety filter on a text, a text file or an image
   verify      say whether files carry Ember's watermark, valid Content Credentials, a library record
   bench       measure Ember against the bare libraries (bench text)
@@ -162,6 +164,143 @@ def _check_one(safety: Any, source: str, text: str | None = None, path: Path | N
 _DONE = {"block": "blocked", "blur": "blurred", "allow": "allowed"}
 
 
+def _parse_size(value: str) -> tuple[int, int]:
+    try:
+        width, _, height = value.lower().partition("x")
+        return int(width), int(height or width)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{value}' is not a size; write it as WIDTHxHEIGHT, e.g. 512x512") from None
+
+
+def _diffusion_folder(value: str | None) -> str:
+    """Return the diffusion model folder for ``--model``: a folder path (or, without one, say how to get one)."""
+    if not value:
+        raise EmberError(
+            "No image model was given. Pass --model FOLDER (a diffusers ONNX folder), "
+            "or download one first: python main.py models --catalog"
+        )
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        raise EmberError(f"There is no model folder '{value}'. Give the folder that holds model_index.json.")
+    return str(path)
+
+
+def _output_paths(out: str | None, count: int) -> list[Path | None]:
+    if not out:
+        return [None] * count
+    path = Path(out).expanduser()
+    if count == 1:
+        return [path]
+    return [path.with_name(f"{path.stem}-{i + 1}{path.suffix or '.png'}") for i in range(count)]
+
+
+def cmd_image(args: argparse.Namespace) -> int:
+    """Make images; exit 0 when all were made, 3 when the safety filter withheld some or all, 1 on errors."""
+    import signal
+    import time
+
+    from engines.diffusion.requests import DiffusionOptions, ImageRequest
+    from engines.jobs import EventKind, JobEvent
+    from engines.provenance.files import save_image
+    from engines.studio import Studio
+
+    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    if not prompt.strip():
+        raise EmberError("The prompt is empty. Give a text, or '-' to read it from standard input.")
+    width, height = args.size or (args.width, args.height)
+    try:
+        request = ImageRequest(
+            DiffusionOptions(_diffusion_folder(args.model), device=args.device, threads=args.threads),
+            prompt,
+            negative_prompt=args.negative,
+            seed=args.seed,
+            steps=args.steps,
+            guidance_scale=args.guidance,
+            width=width,
+            height=height,
+            batch_size=args.batch,
+            scheduler=args.scheduler or "",
+            init_image=args.init,
+            strength=args.strength,
+            preview=False,
+        )
+    except ValueError as exc:
+        raise EmberError(str(exc)) from None
+
+    def show(event: JobEvent) -> None:
+        if args.quiet or event.kind is not EventKind.PROGRESS:
+            return
+        data = event.data or {}
+        if "done" in data:
+            eta = f", about {data['eta_s']:.0f} s left" if data.get("eta_s") is not None else ""
+            print(f"\rstep {data['done']}/{data['total']}{eta}   ", end="", file=sys.stderr, flush=True)
+        elif data.get("stage") == "loading":
+            print(f"loading {data.get('model', '')}...", file=sys.stderr, flush=True)
+
+    studio = Studio()
+    started = time.monotonic()
+    try:
+        job = studio.submit(request, listener=show)
+        previous = signal.signal(signal.SIGINT, lambda *_: job.cancel())
+        try:
+            final = job.wait()
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        if not args.quiet:
+            print(file=sys.stderr)
+        assert final is not None
+        if final.kind is EventKind.CANCELLED:
+            print("ember: cancelled", file=sys.stderr)
+            return 130
+        if final.kind is EventKind.BLOCKED:
+            print(f"ember: {getattr(final.data, 'reason', final.data)}", file=sys.stderr)
+            return 3
+        if final.kind is not EventKind.RESULT:
+            raise EmberError(str(final.data))
+        result = final.data
+        written = []
+        for item, saved, target in zip(
+            result.delivered, result.paths, _output_paths(args.output, len(result.paths)), strict=True
+        ):
+            path = save_image(item, target) if target else Path(saved)
+            written.append(path)
+            if args.json:
+                print(
+                    json.dumps(
+                        {
+                            "path": str(path),
+                            "library_path": saved,
+                            "output_id": item.record.output_id,
+                            "parameters": item.output.parameters,
+                            "timings": item.record.timings,
+                        },
+                        default=str,
+                    )
+                )
+            else:
+                print(path)
+        for reason in result.withheld:
+            print(f"ember: one image was withheld: {reason}", file=sys.stderr)
+        if not args.quiet and not args.json:
+            print(f"{len(written)} image(s) in {time.monotonic() - started:.1f} s", file=sys.stderr)
+        return 3 if result.withheld else 0
+    finally:
+        studio.close()
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    """Export a diffusers checkpoint folder to ONNX; exit 0 on success, 1 with a reason otherwise."""
+    from engines.diffusion.convert import convert_to_onnx
+
+    source = Path(args.source).expanduser()
+    precision = "fp16" if args.fp16 else "int8" if args.int8 else "fp32"
+    suffix = "" if precision == "fp32" else f"-{precision}"
+    out = Path(args.output).expanduser() if args.output else source.with_name(f"{source.name}-onnx{suffix}")
+    result = convert_to_onnx(source, out, precision, progress=lambda message: print(message, file=sys.stderr))
+    print(result.out if hasattr(result, "out") else out)
+    return 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     """Run the safety filter; exit 0 when everything is allowed, 3 when something is blocked."""
     from engines.studio import open_safety_filter
@@ -288,6 +427,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {"tokens": args.tokens, "repetitions": args.reps}
     if args.name == "provenance":
         options = {"quick": args.quick}
+    if args.name == "image":
+        options = {
+            "quick": args.quick,
+            "model": args.model,
+            "checkpoint": args.checkpoint,
+            "steps": args.steps,
+            "size": args.size,
+            "threads": args.threads,
+        }
     report = run_benchmark(args.name, **options)
     print(report.table())
     if args.json:
@@ -352,6 +500,51 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--json", action="store_true")
     models.set_defaults(func=cmd_models)
 
+    image = sub.add_parser(
+        "image",
+        help="make images from a prompt with an ONNX diffusion model",
+        description="Make images with a diffusers-layout ONNX model folder. Each image passes the safety filter, "
+        "gets a watermark and Content Credentials, and is saved to the library folder (and to -o). "
+        "Exit status: 0 made, 3 withheld by the safety filter, 1 error, 130 cancelled (Ctrl+C stops before "
+        "the next step).",
+    )
+    image.add_argument("prompt", help="what to make, or '-' to read it from standard input")
+    image.add_argument(
+        "-o", "--output", metavar="PATH", help="also save here (.png, .jpg, .webp); a batch adds -1, -2..."
+    )
+    image.add_argument("--model", metavar="FOLDER", help="a diffusers ONNX folder (model_index.json, unet/, ...)")
+    image.add_argument("--negative", default="", metavar="TEXT", help="what the image should not show")
+    image.add_argument("--seed", type=int, default=None, help="fixed seed (default: random, printed in the record)")
+    image.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
+    image.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the model's)")
+    image.add_argument("--width", type=int, default=512)
+    image.add_argument("--height", type=int, default=512)
+    image.add_argument("--size", type=_parse_size, metavar="WxH", help="width and height at once, e.g. 768x512")
+    image.add_argument("--scheduler", choices=["euler", "euler_a", "dpmpp_2m_karras", "ddim", "lcm"])
+    image.add_argument("--batch", type=int, default=1, help="images to make at once")
+    image.add_argument("--init", metavar="IMAGE", help="start from this image (image-to-image)")
+    image.add_argument("--strength", type=float, default=0.75, help="how much to change --init (0-1)")
+    image.add_argument("--threads", type=int, default=None, help="CPU threads (default: physical cores but one)")
+    image.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
+    image.add_argument("--quiet", action="store_true", help="no progress on standard error")
+    image.add_argument("--json", action="store_true", help="one JSON line per image: path, parameters, timings")
+    image.set_defaults(func=cmd_image)
+
+    convert = sub.add_parser(
+        "convert",
+        help="export a diffusers checkpoint folder to ONNX (needs the [convert] extra)",
+        description="Export a diffusers checkpoint folder (safetensors) to the ONNX folder layout Ember runs, with "
+        "optimum; --fp16 halves the weights, --int8 quantizes the UNet and text encoders. Needs: pip install "
+        "'ember-studio[convert]'. Pickle checkpoints (.ckpt, .bin, .pt) are refused.",
+    )
+    convert.add_argument("source", help="a diffusers checkpoint folder (with model_index.json)")
+    convert.add_argument("--to", choices=["onnx"], default="onnx", help="the format to write (onnx)")
+    precision = convert.add_mutually_exclusive_group()
+    precision.add_argument("--fp16", action="store_true", help="store weights in float16 (half the size)")
+    precision.add_argument("--int8", action="store_true", help="quantize the UNet and text encoders to int8")
+    convert.add_argument("-o", "--output", metavar="FOLDER", help="where to write (default: SOURCE-onnx[-fp16|-int8])")
+    convert.set_defaults(func=cmd_convert)
+
     check = sub.add_parser(
         "check",
         help="run the safety filter on a text, a text file or an image",
@@ -374,11 +567,16 @@ def build_parser() -> argparse.ArgumentParser:
     verify.set_defaults(func=cmd_verify)
 
     bench = sub.add_parser("bench", help="measure Ember against the bare libraries in the same run")
-    bench.add_argument("name", choices=["text", "safety", "provenance"], help="what to measure")
+    bench.add_argument("name", choices=["text", "safety", "provenance", "image"], help="what to measure")
     bench.add_argument("--json", metavar="PATH", help="also write the figures as JSON to PATH")
     bench.add_argument("--tokens", type=int, default=128, help="tokens to generate per run")
     bench.add_argument("--reps", type=int, default=5, help="repetitions of each path")
     bench.add_argument("--quick", action="store_true", help="a smaller run (provenance: about a minute)")
+    bench.add_argument("--model", metavar="FOLDER", help="image: an ONNX diffusion folder (default: random SD 1.5)")
+    bench.add_argument("--checkpoint", metavar="FOLDER", help="image: the diffusers checkpoint of --model, for torch")
+    bench.add_argument("--steps", type=int, default=None, help="image: denoising steps (default 8; --quick 4)")
+    bench.add_argument("--size", type=int, default=None, help="image: width and height in pixels (default 256)")
+    bench.add_argument("--threads", type=int, default=None, help="image: CPU threads for every path")
     bench.set_defaults(func=cmd_bench)
 
     selftest = sub.add_parser("self-test", help="check that the install works")

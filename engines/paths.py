@@ -32,3 +32,20 @@ def cache_dir() -> Path:
 
 def database_path() -> Path:
     return data_dir() / "ember.sqlite3"
+
+
+def outputs_dir() -> Path:
+    """Return (creating it) the folder where made images and clips are saved.
+
+    ``EMBER_OUTPUTS`` overrides it; by default it is ``Ember`` in the person's Pictures
+    folder, or ``outputs`` in the data folder under ``EMBER_HOME``.
+    """
+    override = os.environ.get("EMBER_OUTPUTS")
+    if override:
+        path = Path(override)
+    elif os.environ.get("EMBER_HOME"):
+        path = data_dir() / "outputs"
+    else:
+        path = Path(platformdirs.user_pictures_dir()) / APP_NAME
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -10,16 +10,19 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from engines.conversations import ConversationStore
 from engines.database import Database
+from engines.diffusion.requests import DiffusionOptions, GeneratedImages, ImageBatchResult, ImageRequest
 from engines.engine import Engine
 from engines.errors import Cancelled, EmberError, OutputBlocked
 from engines.hardware import llama_gpu_backend
 from engines.jobs import EventKind, Job, JobQueue, Listener
-from engines.paths import database_path
+from engines.media import ImageOutput
+from engines.paths import database_path, outputs_dir
 from engines.pipeline import Delivered, OutputPipeline, OutputRecord, OutputSession, Stage, StageDecision
 from engines.provenance.keys import installation_key
 from engines.provenance.stage import ProvenanceStage
@@ -36,7 +39,7 @@ from engines.text.requests import ChatRequest, CompletionRequest, ModelOptions, 
 log = logging.getLogger(__name__)
 
 RequestCheck = Callable[[Any], None]
-_KINDS: dict[type, str] = {ChatRequest: "text", CompletionRequest: "text"}
+_KINDS: dict[type, str] = {ChatRequest: "text", CompletionRequest: "text", ImageRequest: "image"}
 
 
 class JobProgress:
@@ -55,6 +58,33 @@ class JobProgress:
     def notice(self, message: str) -> None:
         self._job.emit(EventKind.NOTICE, message)
 
+    def preview(self, image: Any, index: int = 0) -> None:
+        shown = self._session.preview(image)
+        if shown is not None:
+            self._job.emit(EventKind.PREVIEW, {"index": index, "image": shown})
+
+    def wants_preview(self) -> bool:
+        return bool(getattr(self._job.request, "preview", False))
+
+
+class ImageJobProgress(JobProgress):
+    """Progress for a batch of images: one pipeline session per image, so each preview is checked as its own."""
+
+    def __init__(self, job: Job, sessions: Sequence[OutputSession]) -> None:
+        super().__init__(job, sessions[0])
+        self._sessions = sessions
+        self._started_s = time.monotonic()
+
+    def step(self, done: int, total: int) -> None:
+        elapsed = time.monotonic() - self._started_s
+        eta = elapsed / done * (total - done) if done else None
+        self._job.emit(EventKind.PROGRESS, {"done": done, "total": total, "elapsed_s": elapsed, "eta_s": eta})
+
+    def preview(self, image: Any, index: int = 0) -> None:
+        shown = self._sessions[index].preview(image)
+        if shown is not None:
+            self._job.emit(EventKind.PREVIEW, {"index": index, "image": shown})
+
 
 def make_engine(key: Any, *, text_watermark_key: bytes | None = None) -> Engine:
     """Return a (not yet loaded) engine for load options ``key``; raises EmberError for unknown kinds.
@@ -65,6 +95,10 @@ def make_engine(key: Any, *, text_watermark_key: bytes | None = None) -> Engine:
         from engines.text.llama import LlamaEngine
 
         return LlamaEngine(key, watermark_key=text_watermark_key)
+    if isinstance(key, DiffusionOptions):
+        from engines.diffusion.engine import DiffusionEngine
+
+        return DiffusionEngine(key)
     raise EmberError(f"Ember has no engine for {type(key).__name__}.")
 
 
@@ -130,6 +164,7 @@ class Studio:
             ChatRequest: self._run_text,
             CompletionRequest: self._run_text,
             VerifyRequest: self._run_verify,
+            ImageRequest: self._run_image,
         }
         self._request_checks: list[RequestCheck] = [self.safety.check_request]
         self._tokenizers: dict[str, Callable[[str], list[int]]] = {}
@@ -289,6 +324,47 @@ class Studio:
                 raise
             timings = _timings(job, started, loaded, output)
             return session.finish(output, engine.provenance(request, output), timings)
+
+    def _run_image(self, job: Job) -> ImageBatchResult:
+        request: ImageRequest = job.request
+        started = time.monotonic()
+
+        def loading(engine: Engine) -> None:
+            job.emit(EventKind.PROGRESS, {"stage": "loading", "model": getattr(engine, "name", "")})
+
+        with self.registry.use(request.model, on_loading=loading) as engine:
+            loaded = time.monotonic()
+            # A request that cannot fit is refused here, before the first step, with the sizes in the message.
+            check = getattr(engine, "check_fits", None)
+            if check is not None:
+                check(request)
+            job.emit(EventKind.PROGRESS, {"stage": "generating", "backend": engine.backend})
+            sessions = [self.pipeline.open(job.id, "image", request) for _ in range(request.batch_size)]
+            output: GeneratedImages = engine.run(request, ImageJobProgress(job, sessions), job.cancel_token)
+            base = engine.provenance(request, output)
+        delivered: list[Delivered] = []
+        withheld: list[str] = []
+        first_block: OutputBlocked | None = None
+        timings = {"queued_s": started - job.created_s, "load_s": loaded - started}
+        timings.update({k: float(v) for k, v in output.timings.items() if isinstance(v, (int, float))})
+        for index, (pixels, parameters) in enumerate(zip(output.images, output.parameters, strict=True)):
+            image = ImageOutput(pixels, dict(parameters), index=index)
+            provenance = replace(base, settings=dict(parameters), seed=parameters.get("seed", base.seed))
+            try:
+                delivered.append(sessions[index].finish(image, provenance, timings))
+            except OutputBlocked as blocked:
+                first_block = first_block or blocked
+                withheld.append(getattr(blocked.decision, "reason", "") or str(blocked))
+        if first_block is not None and not delivered:
+            raise first_block
+        paths = tuple(str(self._save_image(item)) for item in delivered)
+        return ImageBatchResult(tuple(delivered), paths, tuple(withheld))
+
+    def _save_image(self, item: Delivered) -> Path:
+        from engines.provenance.files import save_image
+
+        day = item.record.created_utc[:10]
+        return save_image(item, outputs_dir() / day / f"{item.record.output_id}.png")
 
 
 def _timings(job: Job, started: float, loaded: float, output: TextOutput) -> dict[str, float]:

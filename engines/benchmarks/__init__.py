@@ -76,4 +76,8 @@ def run_benchmark(name: str, **options: Any) -> Report:
         from engines.benchmarks.safety import run_safety_bench
 
         return run_safety_bench(**options)
+    if name == "image":
+        from engines.benchmarks.image import run_image_bench
+
+        return run_image_bench(**options)
     raise ValueError(f"There is no benchmark named {name!r}.")

@@ -43,7 +43,7 @@ class ImageRequest:
     init_image: str | np.ndarray | None = field(default=None, compare=False)
     strength: float = 0.75
     preview: bool = True
-    # Tests and benchmarks pass the initial latents (1x4xH/8xW/8 float32 per image, or the batch) to compare with diffusers.
+    # Tests and benchmarks pass the initial latents (Nx4xH/8xW/8 float32) to compare with diffusers.
     latents: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -73,3 +73,17 @@ class GeneratedImages:
     images: list[np.ndarray]
     parameters: list[dict[str, Any]]
     timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, eq=False)
+class ImageBatchResult:
+    """What an image job ends with: the images that passed the pipeline, saved, and those withheld.
+
+    ``delivered[i].output`` is an :class:`engines.media.ImageOutput` (``.parameters`` re-runs it),
+    ``delivered[i].record`` its record; ``paths[i]`` is where it was saved (PNG with its
+    provenance). ``withheld`` holds one reason per image the safety filter kept back.
+    """
+
+    delivered: tuple[Any, ...]
+    paths: tuple[str, ...]
+    withheld: tuple[str, ...] = ()
