@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from engines.errors import Cancelled, EmberError, OutputBlocked
 from engines.hardware import llama_gpu_backend
 from engines.jobs import EventKind, Job, JobQueue, Listener
 from engines.media import ImageOutput
+from engines.models.downloads import DownloadRequest, DownloadResult, DownloadState, DownloadStore
 from engines.paths import database_path, outputs_dir
 from engines.pipeline import Delivered, OutputPipeline, OutputRecord, OutputSession, Stage, StageDecision
 from engines.provenance.keys import installation_key
@@ -39,6 +40,16 @@ from engines.text.requests import ChatRequest, CompletionRequest, ModelOptions, 
 log = logging.getLogger(__name__)
 
 RequestCheck = Callable[[Any], None]
+
+
+@dataclass(frozen=True)
+class QueuedDownload:
+    """A download as the queue runs it: the request and its row in the downloads table."""
+
+    download_id: int
+    request: DownloadRequest
+
+
 _KINDS: dict[type, str] = {ChatRequest: "text", CompletionRequest: "text", ImageRequest: "image"}
 
 
@@ -174,7 +185,11 @@ class Studio:
                 self.safety.guard = _guard_checker(self.registry, guard)
             except EmberError:
                 log.warning("The guard model %s cannot be used any more; checking without it.", guard)
-        self.queue = JobQueue(self._run, route=self._route, what="engine")
+        self.downloads = DownloadStore(self.db)
+        self._download_jobs: dict[int, tuple[Job, threading.Event]] = {}
+        self._handlers[QueuedDownload] = self._run_download
+        # Downloads get their own lane, so a model can arrive while another one generates.
+        self.queue = JobQueue(self._run, route=self._route, lanes=("cpu", "gpu", "download"), what="engine")
         # The classifier takes about a second to load: load it now, off the caller's thread,
         # so the first prompt check at submission is as fast as the rest.
         self._warm_up = threading.Thread(target=self.safety.warm_up, name="ember-safety-warmup", daemon=True)
@@ -224,6 +239,87 @@ class Studio:
             return job
         return self.queue.submit(request, priority=priority, listener=listener)
 
+    # -- downloads -----------------------------------------------------------------------------
+    def download(self, request: DownloadRequest, *, listener: Listener | None = None) -> Job:
+        """Remember a download (so it survives a restart) and queue it; PROGRESS events carry DownloadProgress."""
+        download_id = self.downloads.add(request)
+        return self._queue_download(download_id, request, listener)
+
+    def resume_download(self, download_id: int, *, token: str | None = None, listener: Listener | None = None) -> Job:
+        """Queue a paused, failed or interrupted download again; it continues from the bytes on disk.
+
+        Raises EmberError when there is no such download or it is running or finished.
+        """
+        record = self.downloads.get(download_id)
+        if record is None:
+            raise EmberError("There is no such download any more.")
+        running = self._download_jobs.get(download_id)
+        if running is not None and not running[0].done:
+            raise EmberError(f"{record.request.name} is already downloading.")
+        if record.state is DownloadState.DONE:
+            raise EmberError(f"{record.request.name} is already downloaded.")
+        request = replace(record.request, token=token) if token else record.request
+        self.downloads.mark(download_id, DownloadState.QUEUED)
+        return self._queue_download(download_id, request, listener)
+
+    def pause_download(self, download_id: int) -> bool:
+        """Pause a running or queued download, keeping its partial files; returns whether one was running."""
+        entry = self._download_jobs.get(download_id)
+        if entry is None or entry[0].done:
+            return False
+        # Only the pause event: a cancel would win over it and delete the partial files.
+        entry[1].set()
+        self.downloads.mark(download_id, DownloadState.PAUSED)
+        return True
+
+    def cancel_download(self, download_id: int) -> None:
+        """Stop a download and delete its partial files (files already complete stay in the shared cache)."""
+        from engines.models.downloads import discard_partial_files
+
+        entry = self._download_jobs.get(download_id)
+        if entry is not None and not entry[0].done:
+            entry[0].cancel()
+            return
+        record = self.downloads.get(download_id)
+        if record is not None and record.state is not DownloadState.DONE:
+            try:
+                discard_partial_files(record.request)
+            except EmberError as exc:
+                log.warning("Partial files of %s were not deleted: %s", record.request.name, exc)
+            self.downloads.mark(download_id, DownloadState.CANCELLED)
+
+    def resume_unfinished_downloads(self) -> list[Job]:
+        """Queue again the downloads a restart interrupted (queued or running then); paused ones wait for the person.
+
+        Downloads that need a token are left for the person too (tokens are never stored).
+        """
+        jobs = []
+        for record in self.downloads.pending():
+            if record.state is DownloadState.PAUSED or record.needs_token:
+                continue
+            jobs.append(self._queue_download(record.id, record.request, None))
+        return jobs
+
+    def _queue_download(self, download_id: int, request: DownloadRequest, listener: Listener | None) -> Job:
+        job = self.submit(QueuedDownload(download_id, request), listener=listener)
+        self._download_jobs[download_id] = (job, threading.Event())
+        return job
+
+    def _run_download(self, job: Job) -> DownloadResult:
+        from engines.models.downloads import run_recorded
+
+        queued: QueuedDownload = job.request
+        entry = self._download_jobs.get(queued.download_id)
+        pause = entry[1] if entry is not None and entry[0] is job else threading.Event()
+        return run_recorded(
+            self.downloads,
+            queued.download_id,
+            queued.request,
+            lambda progress: job.emit(EventKind.PROGRESS, progress),
+            job.cancel_token,
+            pause=pause,
+        )
+
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         return self.queue.subscribe(listener)
 
@@ -237,8 +333,22 @@ class Studio:
         return freed
 
     def close(self, timeout_s: float = 5.0) -> bool:
-        """Cancel all jobs, stop the threads, unload the models; returns whether all threads ended."""
+        """Cancel all jobs, stop the threads, unload the models; returns whether all threads ended.
+
+        Unfinished downloads are paused, not cancelled: their partial files stay, and the next
+        start queues them again (:meth:`resume_unfinished_downloads`).
+        """
+        interrupted = []
+        for download_id, (job, pause) in list(self._download_jobs.items()):
+            record = self.downloads.get(download_id)
+            if not job.done and record is not None and record.state is not DownloadState.PAUSED:
+                pause.set()
+                interrupted.append(job)
+        for job in interrupted:  # a paused transfer lets go within about 50 ms; a cancel would delete its part
+            job.wait(timeout_s)
         ended = self.queue.shutdown(timeout_s)
+        for job in interrupted:
+            self.downloads.mark(job.request.download_id, DownloadState.QUEUED)
         self._warm_up.join(timeout_s)
         self.registry.unload_all()
         self.db.close()
@@ -246,6 +356,8 @@ class Studio:
 
     # -- on the worker threads ---------------------------------------------------------------
     def _route(self, request: Any) -> str:
+        if isinstance(request, QueuedDownload):
+            return "download"
         device = getattr(getattr(request, "model", None), "device", "cpu")
         if device == "gpu":
             return "gpu"
@@ -254,7 +366,7 @@ class Studio:
         return "cpu"
 
     def _run(self, job: Job) -> Any:
-        if self.safety.guard is not None and not isinstance(job.request, VerifyRequest):
+        if self.safety.guard is not None and not isinstance(job.request, (VerifyRequest, QueuedDownload)):
             # The guard model is too slow for submission time: it judges the prompt here, before the engine runs.
             job.emit(EventKind.PROGRESS, {"stage": "checking"})
             self.safety.check_request(job.request, guard_only=True, job_id=job.id)
@@ -363,8 +475,12 @@ class Studio:
     def _save_image(self, item: Delivered) -> Path:
         from engines.provenance.files import save_image
 
-        day = item.record.created_utc[:10]
-        return save_image(item, outputs_dir() / day / f"{item.record.output_id}.png")
+        folder = outputs_dir() / item.record.created_utc[:10]
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise EmberError(f"Ember cannot make the folder {folder} for the image ({exc.strerror}).") from exc
+        return save_image(item, folder / f"{item.record.output_id}.png")
 
 
 def _timings(job: Job, started: float, loaded: float, output: TextOutput) -> dict[str, float]:

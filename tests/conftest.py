@@ -6,6 +6,7 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -63,3 +64,106 @@ def studio(ember_home: Path) -> Iterator[Studio]:
 def smol(smollm2_path: str) -> ModelOptions:
     """Load options for the embedded chat model with a small context (fast to load)."""
     return ModelOptions(smollm2_path, context_tokens=2048)
+
+
+# --- Tiny random-weight diffusion pipelines (tests/tools/tiny_diffusion.py) -----------------------
+# Built once per source version into ~/.cache/ember-tests/tiny-diffusion (or
+# $EMBER_TINY_DIFFUSION_CACHE); tests that use them skip where torch/diffusers/optimum are missing.
+
+import sys as _sys  # noqa: E402
+
+_sys.path.insert(0, str(Path(__file__).parent / "tools"))
+
+
+def _tiny_checkpoint(kind: str) -> Path:
+    pytest.importorskip("torch")
+    pytest.importorskip("diffusers")
+    pytest.importorskip("transformers")
+    from tiny_diffusion import tiny_checkpoint
+
+    return tiny_checkpoint(kind)
+
+
+def _tiny_pipeline(kind: str) -> Path:
+    pytest.importorskip("torch")
+    pytest.importorskip("diffusers")
+    pytest.importorskip("optimum.exporters.onnx")
+    from tiny_diffusion import tiny_pipeline
+
+    return tiny_pipeline(kind)
+
+
+@pytest.fixture(scope="session")
+def tiny_sd_checkpoint() -> Path:
+    """A tiny SD 1.x-style diffusers checkpoint folder (safetensors, random weights, 64x64 images)."""
+    return _tiny_checkpoint("sd")
+
+
+@pytest.fixture(scope="session")
+def tiny_turbo_checkpoint() -> Path:
+    """A tiny SD-Turbo-style diffusers checkpoint folder ("trailing" Euler, pad token "!")."""
+    return _tiny_checkpoint("turbo")
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_checkpoint() -> Path:
+    """A tiny SDXL-style diffusers checkpoint folder (two text encoders, text_time conditioning)."""
+    return _tiny_checkpoint("sdxl")
+
+
+@pytest.fixture(scope="session")
+def tiny_sd() -> Path:
+    """The ONNX folder (optimum's diffusers layout) of the tiny SD 1.x-style pipeline."""
+    return _tiny_pipeline("sd")
+
+
+@pytest.fixture(scope="session")
+def tiny_turbo() -> Path:
+    """The ONNX folder of the tiny SD-Turbo-style pipeline."""
+    return _tiny_pipeline("turbo")
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl() -> Path:
+    """The ONNX folder of the tiny SDXL-style pipeline."""
+    return _tiny_pipeline("sdxl")
+
+
+# -- a fake Hugging Face Hub on loopback, and a Hugging Face cache of the test's own ------------------
+
+
+@pytest.fixture
+def hub() -> Iterator[Any]:
+    """A FakeHub (tests/tools/fake_hub.py) serving on 127.0.0.1; closed afterwards."""
+    from fake_hub import FakeHub
+
+    with FakeHub() as fake:
+        yield fake
+
+
+@pytest.fixture
+def hf_cache(tmp_path: Path, hub: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A Hugging Face cache of the test's own, pointed at the fake hub, with no stored token.
+
+    huggingface_hub reads HF_ENDPOINT, HF_HUB_CACHE, HF_HUB_OFFLINE and the token path when it is
+    imported, so its constants are set here too, and the endpoint and cache are passed explicitly.
+    """
+    from huggingface_hub import constants
+    from huggingface_hub.utils import reset_sessions
+
+    cache = tmp_path / "hf-cache"
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")  # the fake speaks plain HTTP
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    for name in ("HF_HUB_OFFLINE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    # Code that takes huggingface_hub's default cache (the Studio's downloads, scan_cache_dir) sees it.
+    # (Its ENDPOINT constant stays: hf_hub_url swaps an explicit endpoint in only for that prefix.)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True, raising=False)  # 0.32 and later
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-stored-token"))
+    reset_sessions()
+    yield cache
+    reset_sessions()

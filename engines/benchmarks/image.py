@@ -85,13 +85,19 @@ def _run_ember(folder: str, settings: dict[str, Any]) -> dict[str, Any]:
     load_s = record.timings.get("load_s", 0.0)
     steps = [b - a for a, b in itertools.pairwise(step_times)]
     pixels = final.data.delivered[0].output.pixels
-    return {"load_s": load_s, "total_s": total - load_s, "step_s": steps, "pixels_mean": float(pixels.mean())}
+    return {
+        "load_s": load_s,
+        "total_s": record.timings.get("generation_s", total - load_s),
+        "end_to_end_s": total - load_s,
+        "step_s": steps,
+        "pixels_mean": float(pixels.mean()),
+    }
 
 
 def _run_bare(folder: str, settings: dict[str, Any]) -> dict[str, Any]:
     import onnxruntime as ort
 
-    from engines.diffusion.tokenizer import load_clip_tokenizer
+    from engines.diffusion.tokenizer import ClipTokenizer
 
     root = Path(folder)
     options = ort.SessionOptions()
@@ -103,11 +109,11 @@ def _run_bare(folder: str, settings: dict[str, Any]) -> dict[str, Any]:
         return ort.InferenceSession(str(root / name / "model.onnx"), options, providers=["CPUExecutionProvider"])
 
     text_encoder, unet, vae = session("text_encoder"), session("unet"), session("vae_decoder")
-    tokenizer = load_clip_tokenizer(root / "tokenizer")
+    tokenizer = ClipTokenizer.from_folder(root / "tokenizer")
     load_s = time.perf_counter() - started
 
     started = time.perf_counter()
-    ids = np.array([tokenizer.encode(NEGATIVE).ids, tokenizer.encode(PROMPT).ids], dtype=np.int32)
+    ids = np.array([tokenizer.encode(NEGATIVE).ids, tokenizer.encode(PROMPT).ids], dtype=np.int64)
     ids = ids.astype(np.int64 if "int64" in text_encoder.get_inputs()[0].type else np.int32)
     embeddings = text_encoder.run(None, {"input_ids": ids})[0]
     config = json.loads((root / "scheduler" / "scheduler_config.json").read_text())
@@ -168,6 +174,7 @@ def _run_diffusers(checkpoint: str, settings: dict[str, Any]) -> dict[str, Any]:
             height=settings["height"],
             latents=torch.from_numpy(_latents(settings["height"], settings["width"])),
             output_type="np",
+            callback_on_step_end=on_step,
         ).images[0]
     total = time.perf_counter() - started
     steps = [b - a for a, b in itertools.pairwise(ticks)]
@@ -257,7 +264,10 @@ def run_image_bench(
     report.figures += [
         Figure("seconds per step, ember vs bare onnxruntime", median(ember["step_s"]), "s", median(bare["step_s"]),
                "ratio <= 1.03"),
-        Figure("total seconds (after load), ember vs bare", ember["total_s"], "s", bare["total_s"], "ratio <= 1.03"),
+        Figure("generation seconds (encode+steps+decode), ember vs bare", ember["total_s"], "s", bare["total_s"],
+               "ratio <= 1.03"),
+        Figure("submit to saved file (after load), ember", ember["end_to_end_s"], "s", None,
+               "informational: + safety, watermark, C2PA, PNG"),
         Figure("load seconds, ember vs bare", ember["load_s"], "s", bare["load_s"], "informational"),
         Figure("peak RAM, ember vs bare", ember["peak_rss_bytes"] / 2**20, "MiB", bare["peak_rss_bytes"] / 2**20,
                "informational"),
@@ -267,8 +277,7 @@ def run_image_bench(
         report.figures += [
             Figure("seconds per step, ember vs diffusers (torch)", median(ember["step_s"]), "s",
                    median(torch_run["step_s"]), "ratio < 1"),
-            Figure("total seconds (after load), ember vs diffusers", ember["total_s"], "s", torch_run["total_s"],
-                   "ratio < 1"),
+            Figure("generation seconds, ember vs diffusers", ember["total_s"], "s", torch_run["total_s"], "ratio < 1"),
             Figure("peak RAM, ember vs diffusers", ember["peak_rss_bytes"] / 2**20, "MiB",
                    torch_run["peak_rss_bytes"] / 2**20, "informational"),
         ]  # fmt: skip

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from engines.diffusion.requests import DiffusionOptions, ImageRequest
 from engines.errors import OutputBlocked
 from engines.jobs import EventKind, JobEvent
 from engines.provenance.verify import VerifyRequest
-from engines.safety.policy import Category, Finding, Level
-from engines.studio import Studio
+from engines.safety.policy import Action, Category, Finding, Level
+from engines.studio import QueuedDownload, Studio
 from engines.text.requests import ChatRequest, CompletionRequest, Message, ModelOptions, Sampling
 
 GREEDY = Sampling(temperature=0.0, repeat_penalty=1.0, max_tokens=24, seed=1)
@@ -114,14 +116,17 @@ def test_the_stream_guard_waits_for_the_end_of_a_sentence_before_judging(studio:
 
 
 # One request per kind of job the Studio runs. A new engine must be added here, or this test fails.
-def sample_requests(smol: ModelOptions, gemma: ModelOptions) -> dict[type, Any]:
+def sample_requests(smol: ModelOptions, gemma: ModelOptions, tiny_sd: Path) -> dict[type, Any]:
     return {
         ChatRequest: ChatRequest(smol, (Message("user", "Name a colour."),), sampling=GREEDY),
         CompletionRequest: CompletionRequest(gemma, "The colour of the sky is", GREEDY),
+        ImageRequest: ImageRequest(
+            DiffusionOptions(str(tiny_sd)), "a red cat", seed=3, steps=3, width=64, height=64, batch_size=2
+        ),
     }
 
 
-NOT_OUTPUTS = {VerifyRequest}  # reports about files, not generated outputs
+NOT_OUTPUTS = {VerifyRequest, QueuedDownload}  # reports about files and model downloads, not generated outputs
 
 
 @pytest.fixture
@@ -129,21 +134,28 @@ def gemma(gemma_path: str) -> ModelOptions:
     return ModelOptions(gemma_path, context_tokens=1024)
 
 
-def test_every_engine_output_passes_the_safety_stage(studio: Studio, smol: ModelOptions, gemma: ModelOptions) -> None:
-    requests = sample_requests(smol, gemma)
+def test_every_engine_output_passes_the_safety_stage(
+    studio: Studio, smol: ModelOptions, gemma: ModelOptions, tiny_sd: Path, ember_home: Path
+) -> None:
+    requests = sample_requests(smol, gemma, tiny_sd)
     assert set(requests) | NOT_OUTPUTS == set(studio._handlers), "a request kind is missing from this test"
-    # A checker that finds every output unsafe: nothing may reach a listener, the stores or the disk.
+    # Checkers that find every output unsafe: nothing may reach a listener, the stores or the disk.
     studio.safety.text.add_checker(
         lambda text, role: [Finding(Category.PROFANITY, 1.0, "test-checker")] if role == "output" and text else []
     )
+    studio.set_policy(replace(studio.safety.policy, image_action=Action.BLOCK))
+    studio.safety.image.check = lambda pixels: [Finding(Category.SEXUAL, 1.0, "test-checker")]
     for kind, request in requests.items():
         final, events = run(studio, request)
         assert final.kind is EventKind.BLOCKED, kind
         assert final.data.stage == "safety"
-        assert not [e for e in events if e.kind in (EventKind.TOKEN, EventKind.RESULT)], kind
+        shown = [e for e in events if e.kind in (EventKind.TOKEN, EventKind.RESULT, EventKind.PREVIEW)]
+        assert not shown, kind
     records = studio.records.recent()
-    assert len(records) == len(requests) and not any(r.delivered for r in records)
+    # One record per text reply and one per image of the batch of two, none delivered.
+    assert len(records) == len(requests) + 1 and not any(r.delivered for r in records)
     assert not studio.conversations.list()
+    assert not [p for p in ember_home.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".webp")]
 
 
 def test_the_text_to_be_spoken_is_checked_before_synthesis(studio: Studio) -> None:
