@@ -92,7 +92,14 @@ class OnnxGraph:
         available = set(ort.get_available_providers())
         providers = [p for p in self.providers if p in available] or [CPU]
         try:
-            session = ort.InferenceSession(str(self.path), options, providers=providers)
+            try:
+                session = ort.InferenceSession(str(self.path), options, providers=providers)
+            except Exception:
+                if providers == [CPU]:
+                    raise
+                # The GPU could not take the graph (out of memory, a missing CUDA library): the
+                # CPU can still run it, and the engine tells the person it fell back.
+                session = ort.InferenceSession(str(self.path), options, providers=[CPU])
         except Exception as exc:  # onnxruntime raises its own exception types, all plain Exceptions
             detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
             if "alloc" in detail.lower():

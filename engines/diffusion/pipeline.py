@@ -215,7 +215,7 @@ def load_init_image(image: str | Path | np.ndarray, width: int, height: int) -> 
                 picture = opened.convert("RGB")
         except FileNotFoundError:
             raise EmberError(f"The starting image '{image}' does not exist. Pick another file.") from None
-        except (OSError, UnidentifiedImageError, ValueError) as exc:
+        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
             raise EmberError(
                 f"Ember cannot read the starting image '{image}' ({exc}). Pick a PNG, JPEG or WebP file."
             ) from None

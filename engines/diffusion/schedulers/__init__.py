@@ -199,12 +199,6 @@ class Scheduler:
         # The model's estimate of the clean latents at the last step, for live previews.
         self.pred_original_sample: np.ndarray | None = None
 
-    # The settings that describe this sampler in an image's metadata.
-    def describe(self) -> dict[str, Any]:
-        """Return the sampler's name and the settings that shape its schedule."""
-        keys = ("timestep_spacing", "prediction_type", "use_karras_sigmas", "steps_offset")
-        return {"sampler": self.name, **{k: self.config[k] for k in keys if k in self.config}}
-
     @property
     def init_noise_sigma(self) -> float:
         """The standard deviation of the starting noise (1 for the alpha-parameterised samplers)."""
@@ -375,31 +369,22 @@ def make_scheduler(name: str, config: dict[str, Any]) -> Scheduler:
     from engines.diffusion.schedulers.euler_ancestral import EulerAncestralDiscreteScheduler
     from engines.diffusion.schedulers.lcm import LCMScheduler
 
-    own = config.get("_class_name") == _CLASS_OF.get(name or scheduler_for_config(config))
+    chosen = name
     name = name or scheduler_for_config(config)
     if name == "euler":
         return EulerDiscreteScheduler(config)
     if name == "euler_a":
         return EulerAncestralDiscreteScheduler(config)
     if name in ("dpmpp_2m", "dpmpp_2m_karras"):
-        # The model's own DPM-Solver keeps its settings; chosen by name it is the 2M (2nd order,
-        # midpoint) variant of DPM-Solver++, the one A1111 and ComfyUI call "DPM++ 2M".
-        fixed = {} if own else {"algorithm_type": "dpmsolver++", "solver_order": 2, "solver_type": "midpoint"}
-        if name == "dpmpp_2m_karras":
-            fixed["use_karras_sigmas"] = True
+        # The model's own DPM-Solver ("") keeps its settings; chosen by name it is the 2M (2nd
+        # order, midpoint) form of DPM-Solver++, the one A1111 and ComfyUI call "DPM++ 2M".
+        fixed: dict[str, Any] = {}
+        if chosen:
+            fixed = {"algorithm_type": "dpmsolver++", "solver_order": 2, "solver_type": "midpoint"}
+            fixed["use_karras_sigmas"] = name == "dpmpp_2m_karras"
         return DPMSolverMultistepScheduler(config, **fixed)
     if name == "ddim":
         return DDIMScheduler(config)
     if name == "lcm":
         return LCMScheduler(config)
     raise EmberError(f"There is no sampler named '{name}'. Pick one of euler, euler_a, dpmpp_2m_karras, ddim, lcm.")
-
-
-_CLASS_OF = {
-    "euler": "EulerDiscreteScheduler",
-    "euler_a": "EulerAncestralDiscreteScheduler",
-    "dpmpp_2m": "DPMSolverMultistepScheduler",
-    "dpmpp_2m_karras": "DPMSolverMultistepScheduler",
-    "ddim": "DDIMScheduler",
-    "lcm": "LCMScheduler",
-}

@@ -83,7 +83,8 @@ class DPMSolverMultistepScheduler(AlphaScheduler):
             self.config["solver_type"] = "midpoint"  # diffusers maps the other names to midpoint too
         self.config["algorithm_type"] = "dpmsolver++"
         self.order = max(1, min(3, int(self.config["solver_order"])))
-        self.name = "dpmpp_2m_karras" if self.config["use_karras_sigmas"] else "dpmpp_2m"  # type: ignore[misc]
+        karras = "_karras" if self.config["use_karras_sigmas"] else ""
+        self.name = f"dpmpp_{self.order}m{karras}"  # type: ignore[misc]
         if self.config["rescale_betas_zero_snr"]:
             self.alphas_cumprod[-1] = np.float32(2**-24)
         alpha_t = np.sqrt(self.alphas_cumprod)

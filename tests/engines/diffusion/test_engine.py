@@ -337,3 +337,26 @@ def test_the_runtime_never_imports_torch(tiny_sdxl: Path, tmp_path: Path) -> Non
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3]), "EMBER_HOME": str(tmp_path)}
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-2000:]
+
+
+def test_asking_for_the_gpu_without_one_runs_on_the_cpu_and_says_so(tiny_sd: Path, ember_home: Path) -> None:
+    from engines.diffusion.engine import cuda_usable
+
+    gpu = DiffusionEngine(DiffusionOptions(str(tiny_sd), device="gpu", threads=1))
+    progress = RecordingProgress()
+    gpu.run(request(tiny_sd, steps=2), progress, CancelToken())
+    if cuda_usable():
+        assert gpu.backend == "CUDA"
+    else:
+        assert gpu.backend == "CPU"
+        assert any("runs on the CPU" in notice for notice in progress.notices)
+
+
+def test_cuda_pipeline_falls_back_to_the_cpu_provider_and_makes_the_same_image(tiny_sd: Path) -> None:
+    latents = np.random.default_rng(4).standard_normal((1, 4, 8, 8), dtype=np.float32)
+    args = {"width": SIZE, "height": SIZE, "steps": 3, "latents": latents, "output_type": "float"}
+    on_cpu = DiffusionPipeline(tiny_sd)("a red cat", **args).images[0]
+    cuda = DiffusionPipeline(tiny_sd, device="cuda")
+    image = cuda("a red cat", **args).images[0]
+    assert cuda.provider in ("CUDAExecutionProvider", "CPUExecutionProvider")
+    assert np.abs(image - on_cpu).max() < 1e-3
