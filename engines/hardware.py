@@ -74,3 +74,92 @@ def llama_gpu_backend() -> str | None:
         if name.lower() in info.lower():
             return name
     return "Metal" if sys.platform == "darwin" else "GPU"
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    """One GPU that Ember could offload to. ``vram_free_bytes`` is None where the driver does not say.
+
+    On Apple Silicon the GPU shares the machine's memory (``unified_memory``): its "VRAM" is the
+    RAM, and only part of it can be wired for the GPU.
+    """
+
+    name: str
+    vram_total_bytes: int
+    vram_free_bytes: int | None
+    backend: str  # "CUDA" or "Metal"
+    unified_memory: bool = False
+
+
+_NVIDIA_SMI_TIMEOUT_S = 3.0
+
+
+def gpus() -> list[GpuInfo]:
+    """Return the GPUs of this machine, found cheaply: ``nvidia-smi`` for NVIDIA cards (3 s at most),
+    the unified memory of an Apple Silicon Mac, else an empty list.
+
+    Imports no inference library and never raises: a missing or failing tool means "no GPU found".
+    """
+    found = _nvidia_gpus()
+    if sys.platform == "darwin" and platform.machine() == "arm64":
+        found.append(_apple_gpu())
+    return found
+
+
+def _nvidia_gpus() -> list[GpuInfo]:
+    import shutil
+    import subprocess
+
+    tool = shutil.which("nvidia-smi")
+    if tool is None:
+        return []
+    try:
+        done = subprocess.run(
+            [tool, "--query-gpu=name,memory.total,memory.free", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=_NVIDIA_SMI_TIMEOUT_S,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return []
+    if done.returncode != 0:
+        return []
+    return parse_nvidia_smi(done.stdout)
+
+
+def parse_nvidia_smi(text: str) -> list[GpuInfo]:
+    """Return the GPUs in ``nvidia-smi --query-gpu=name,memory.total,memory.free --format=csv,noheader,nounits``
+    output (memory in MiB); lines that do not parse are skipped."""
+    found = []
+    for line in text.splitlines():
+        parts = [p.strip() for p in line.rsplit(",", 2)]
+        if len(parts) != 3:
+            continue
+        name, total, free = parts
+        try:
+            total_bytes = int(float(total)) * 2**20
+        except ValueError:
+            continue
+        try:
+            free_bytes: int | None = int(float(free)) * 2**20
+        except ValueError:
+            free_bytes = None  # "[N/A]" on some cards
+        found.append(GpuInfo(name, total_bytes, free_bytes, "CUDA"))
+    return found
+
+
+def _apple_gpu() -> GpuInfo:
+    name = platform.processor() or "Apple Silicon"
+    try:
+        import subprocess
+
+        done = subprocess.run(
+            ["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True, timeout=1.0, check=False
+        )
+        if done.returncode == 0 and done.stdout.strip():
+            name = done.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    memory = psutil.virtual_memory()
+    return GpuInfo(f"{name} GPU", memory.total, memory.available, "Metal", unified_memory=True)

@@ -116,6 +116,12 @@ class GGUFHeader:
     file_bytes: int
     data_bytes: int
     special_tokens: dict[str, str] = field(default_factory=dict)
+    # Elements per ggml tensor type id (from the tensor table); their sum is the parameter count.
+    tensor_elements: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def parameter_count(self) -> int:
+        return sum(self.tensor_elements.values())
 
     @property
     def architecture(self) -> str:
@@ -271,6 +277,7 @@ def read_gguf_header(path: Path | str) -> GGUFHeader:
                 token_ids[key[len("tokenizer.ggml.") : -len("_token_id")]] = metadata[key]
         alignment = int(metadata.get("general.alignment", 32))
         data_bytes = 0
+        tensor_elements: dict[int, int] = {}
         for _ in range(tensor_count):
             reader.skip_string()
             n_dims = reader.scalar(_UINT32)
@@ -282,13 +289,14 @@ def read_gguf_header(path: Path | str) -> GGUFHeader:
             elements = 1
             for d in dims:
                 elements *= d
+            tensor_elements[ggml_type] = tensor_elements.get(ggml_type, 0) + elements
             block_bytes, block_elems = _GGML_BLOCK.get(ggml_type, (0, 1))
             data_bytes = max(data_bytes, offset + elements * block_bytes // block_elems)
         data_start = -(-f.tell() // alignment) * alignment
         if data_start + data_bytes > size:
             raise _truncated(path, size, data_start + data_bytes)
         special = _special_tokens(reader, tokens_offset, token_ids)
-    return GGUFHeader(path, version, metadata, tensor_count, size, data_bytes, special)
+    return GGUFHeader(path, version, metadata, tensor_count, size, data_bytes, special, tensor_elements)
 
 
 def _special_tokens(reader: _Reader, tokens_offset: int | None, ids: dict[str, int]) -> dict[str, str]:
