@@ -397,27 +397,101 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    """List the embedded models and whether they are installed."""
-    from engines.models.embedded import EMBEDDED_TEXT_MODELS
+    """List, download, import or remove models; exit 0 on success, 1 with a reason, 130 when paused by Ctrl+C."""
+    if args.download:
+        return _models_download(args)
+    from engines.database import Database
+    from engines.hardware import gpus, machine
+    from engines.models.fit import estimate_entry, estimate_model, verdict
+    from engines.models.library import ModelLibrary
+    from engines.paths import database_path
 
-    rows = [
-        {
-            "id": m.id,
-            "name": m.name,
-            "purpose": m.purpose,
-            "license": m.license,
-            "package": m.package,
-            "installed": m.installed,
-        }
-        for m in EMBEDDED_TEXT_MODELS
-    ]
+    db = Database(database_path())
+    try:
+        library = ModelLibrary(db)
+        if args.import_path:
+            model = library.import_path(args.import_path)
+            print(f"imported {model.name} ({model.kind}) where it is: {model.path}")
+            return 0
+        if args.remove:
+            library.remove(args.remove)  # raises for an unknown or embedded model
+            print(f"removed {args.remove} from the list (an imported file stays where it is)")
+            return 0
+        here, cards = machine(), gpus()
+        if args.catalog:
+            from engines.models.catalog import load_catalog
+
+            rows = []
+            for entry in load_catalog():
+                fit = verdict(estimate_entry(entry), here, cards)
+                rows.append({
+                    "id": entry.id, "name": entry.name, "kind": entry.kind, "panel": entry.panel,
+                    "repo": entry.repo, "size_bytes": entry.size_bytes, "licence": entry.licence,
+                    "gated": entry.gated, "fit": fit.summary, "purpose": entry.purpose,
+                })  # fmt: skip
+        else:
+            rows = []
+            for model in library.discover():
+                try:
+                    fit = verdict(estimate_model(model.info), here, cards).summary
+                except (ValueError, TypeError, KeyError, ZeroDivisionError):
+                    fit = "unknown"
+                rows.append({
+                    "id": model.id, "name": model.name, "kind": model.kind, "source": model.source,
+                    "path": model.path, "size_bytes": model.size_bytes, "licence": model.info.licence, "fit": fit,
+                })  # fmt: skip
+            for problem in library.problems:
+                print(f"ember: skipped {problem.path}: {problem.reason}", file=sys.stderr)
+    finally:
+        db.close()
     if args.json:
         print(json.dumps(rows, indent=2))
-    else:
-        for r in rows:
-            state = "installed" if r["installed"] else "not installed"
-            print(f"{r['id']:<24} {r['purpose']:<11} {r['license']:<20} {state:<14} {r['name']}")
+        return 0
+    for r in rows:
+        where = r.get("source") or ("gated" if r.get("gated") else "")
+        print(f"{r['id']:<34} {r['kind']:<9} {r['size_bytes'] / 1e9:6.2f} GB  {where:<11} {r['fit']:<24} {r['name']}")
     return 0
+
+
+def _models_download(args: argparse.Namespace) -> int:
+    import signal
+
+    from engines.jobs import EventKind, JobEvent
+    from engines.models.catalog import download_request, find_entry, load_catalog
+    from engines.studio import Studio
+
+    entry = find_entry(load_catalog(), args.download)
+    request = download_request(entry, token=args.token or None)
+
+    def show(event: JobEvent) -> None:
+        if event.kind is EventKind.PROGRESS and hasattr(event.data, "bytes_done"):
+            p = event.data
+            eta = f", {p.eta_s:.0f} s left" if p.eta_s is not None else ""
+            line = f"{p.bytes_done / 1e6:9.1f} / {p.bytes_total / 1e6:.1f} MB ({p.fraction:.0%}){eta}"
+            print(f"\r{line}   ", end="", file=sys.stderr, flush=True)
+
+    studio = Studio()
+    try:
+        print(f"{entry.name} from {entry.repo} ({entry.licence}: {entry.licence_url})", file=sys.stderr)
+        job = studio.download(request, listener=show)
+        download_id = job.request.download_id
+        previous = signal.signal(signal.SIGINT, lambda *_: studio.pause_download(download_id))
+        try:
+            final = job.wait()
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        print(file=sys.stderr)
+        assert final is not None
+        if final.kind is EventKind.CANCELLED:
+            print("ember: paused; run the same command again to continue", file=sys.stderr)
+            return 130
+        if final.kind is not EventKind.RESULT:
+            raise EmberError(str(final.data))
+        for path in final.data.paths.values():
+            print(path)
+        return 0
+    finally:
+        studio.close()
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -496,7 +570,17 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--json", action="store_true", help="print the delivered output and its record as JSON")
     chat.set_defaults(func=cmd_chat)
 
-    models = sub.add_parser("models", help="list the models Ember has")
+    models = sub.add_parser(
+        "models",
+        help="list, download, import or remove models",
+        description="Without options: the models on this computer (embedded, imported, downloaded, and those "
+        "found in the Hugging Face cache, LM Studio and GPT4All), each with whether it fits this machine.",
+    )
+    models.add_argument("--catalog", action="store_true", help="list the catalog of models to download instead")
+    models.add_argument("--download", metavar="ID", help="download a catalog entry (Ctrl+C pauses it)")
+    models.add_argument("--token", help="a Hugging Face token, for gated models (never stored)")
+    models.add_argument("--import", dest="import_path", metavar="PATH", help="use a model file or folder where it is")
+    models.add_argument("--remove", metavar="ID", help="forget a model (imported files are never deleted)")
     models.add_argument("--json", action="store_true")
     models.set_defaults(func=cmd_models)
 

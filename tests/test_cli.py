@@ -11,7 +11,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def ember(*args: str, home: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {"EMBER_HOME": str(home), "PATH": "/usr/bin:/bin", "QT_QPA_PLATFORM": "offscreen"}
+    env = {
+        "EMBER_HOME": str(home),
+        "HOME": str(home),  # no LM Studio, GPT4All or Hugging Face cache of the machine's user
+        "PATH": "/usr/bin:/bin",
+        "QT_QPA_PLATFORM": "offscreen",
+    }
     return subprocess.run(
         [sys.executable, str(ROOT / "main.py"), *args],
         capture_output=True,
@@ -96,7 +101,37 @@ def test_bench_text_writes_figures_beside_the_baseline(tmp_path: Path) -> None:
 def test_models_lists_the_embedded_models(tmp_path: Path) -> None:
     out = ember("models", "--json", home=tmp_path)
     assert out.returncode == 0
-    assert {m["id"] for m in json.loads(out.stdout)} == {"smollm2-135m-instruct", "gemma-3-270m"}
+    rows = json.loads(out.stdout)
+    assert {m["id"] for m in rows} == {"embedded:smollm2-135m-instruct", "embedded:gemma-3-270m"}
+    assert {m["fit"] for m in rows} <= {"runs on the CPU", "fits on the GPU"}
+
+
+def test_models_catalog_lists_every_kind_with_its_licence_and_fit(tmp_path: Path) -> None:
+    out = ember("models", "--catalog", "--json", home=tmp_path)
+    assert out.returncode == 0
+    rows = json.loads(out.stdout)
+    assert {"text", "diffusion", "upscaler", "voice", "guard"} <= {r["kind"] for r in rows}
+    assert all(r["licence"] and r["fit"] and r["size_bytes"] > 0 for r in rows)
+
+
+def test_models_import_uses_the_file_where_it_is_and_remove_forgets_it(tmp_path: Path, smollm2_path: str) -> None:
+    import shutil
+
+    mine = tmp_path / "my models" / "smol.gguf"  # a copy: the embedded file itself is listed as embedded
+    mine.parent.mkdir()
+    shutil.copyfile(smollm2_path, mine)
+    out = ember("models", "--import", str(mine), home=tmp_path)
+    assert out.returncode == 0 and str(mine) in out.stdout
+    rows = json.loads(ember("models", "--json", home=tmp_path).stdout)
+    (imported,) = [r for r in rows if r["source"] == "imported"]
+    assert imported["path"] == str(mine)
+    assert ember("models", "--remove", imported["id"], home=tmp_path).returncode == 0
+    assert mine.exists()
+    assert not [r for r in json.loads(ember("models", "--json", home=tmp_path).stdout) if r["source"] == "imported"]
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"PK\x03\x04 not a model")
+    refused = ember("models", "--import", str(broken), home=tmp_path)
+    assert refused.returncode == 1 and "GGUF" in refused.stderr
 
 
 def test_self_test_generates_through_the_full_path(tmp_path: Path) -> None:

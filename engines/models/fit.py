@@ -26,9 +26,13 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from engines.hardware import GpuInfo, Machine
 from engines.models.inspect import ModelInfo
+
+if TYPE_CHECKING:
+    from engines.models.catalog import CatalogEntry
 
 GiB = 2**30
 MiB = 2**20
@@ -467,3 +471,22 @@ def layers_that_fit(estimate: FitEstimate, budget_bytes: int) -> int:
         return estimate.layers
     fixed = estimate.vram_bytes - estimate.layers * estimate.layer_bytes
     return max(0, min(estimate.layers, math.floor((budget_bytes - fixed) / estimate.layer_bytes)))
+
+
+def estimate_entry(entry: CatalogEntry) -> FitEstimate:
+    """Return the estimate for a catalog entry before it is downloaded, from the needs the catalog gives.
+
+    The catalog's figures were computed with :func:`estimate_model` at the entry's defaults (its
+    context length or image size), so the verdict matches the one the downloaded file will get.
+    """
+    return FitEstimate(
+        kind=entry.kind,
+        weights_bytes=entry.size_bytes,
+        kv_cache_bytes=0,
+        compute_bytes=0,
+        gpu_compute_bytes=0,
+        overhead_bytes=0,
+        ram_bytes=entry.ram_bytes,
+        vram_bytes=entry.vram_bytes,
+        cuda_only=entry.backends == ("cuda",),
+    )
