@@ -21,9 +21,12 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engines.errors import EmberError
+
+if TYPE_CHECKING:
+    from engines.models.downloads import DownloadRequest
 
 KINDS = ("text", "diffusion", "upscaler", "voice", "guard", "gan")
 PANELS = {
@@ -218,6 +221,27 @@ def find_entry(entries: list[CatalogEntry], entry_id: str) -> CatalogEntry:
         if entry.id == entry_id:
             return entry
     raise CatalogError(f"The model catalog has no model '{entry_id}'.")
+
+
+def download_request(entry: CatalogEntry, token: str | None = None) -> DownloadRequest:
+    """Return the download of ``entry``: its files, its include patterns (the rest of a folder, found
+    by listing the repository when it runs), and the sizes and hashes the catalog knows.
+
+    ``token`` (an empty one counts as none) is sent to the hub, never stored. Raises nothing for an
+    entry that :func:`load_catalog` returned.
+    """
+    from engines.models.downloads import DownloadRequest  # here: downloads imports this module
+
+    return DownloadRequest(
+        repo_id=entry.repo,
+        files=tuple(f.path for f in entry.files),
+        revision=entry.revision,
+        expected_sha256=entry.expected_sha256(),
+        expected_size_bytes=entry.expected_sizes(),
+        token=token or None,
+        label=entry.name,
+        include=entry.include,
+    )
 
 
 class _Problem(Exception):

@@ -26,6 +26,12 @@ HTTP bridge that serves the same bytes with ``Range`` support, and Ember downloa
 pause, resume, cancel and the checks work the same for Xet and LFS files (Xet's chunk
 de-duplication is not used; a file is fetched whole).
 
+Folders: a request with ``include`` glob patterns (a diffusers ONNX export, whose UNet keeps its
+weights in external data files with names not known in advance) first lists the repository at the
+revision (``GET /api/models/<repo>/revision/<revision>``, as ``HfApi.repo_info``) and adds every
+listed file that matches, except pickle files. Every file is then asked for at the commit the
+listing named, so the whole folder comes from one snapshot even if the branch moves meanwhile.
+
 Tokens: a token given in the request is sent to the hub (never to a CDN on another host). With
 none, the token huggingface_hub already knows (``HF_TOKEN``, or ``hf auth login``) is used, as
 every Hugging Face tool does; ``HF_HUB_DISABLE_IMPLICIT_TOKEN`` turns that off. Ember never writes
@@ -34,6 +40,7 @@ a token anywhere: :class:`DownloadStore` remembers only that a download needs on
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import os
@@ -51,6 +58,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engines.errors import Cancelled, EmberError, describe_unexpected
+from engines.models.catalog import PICKLE_SUFFIXES
 
 if TYPE_CHECKING:
     import requests
@@ -101,7 +109,9 @@ class DownloadRequest:
 
     ``expected_sha256`` and ``expected_size_bytes`` (repository path -> value) come from Ember's
     catalog when it knows them; without them the file is checked against what the hub reports.
-    ``token`` is never shown, compared or stored.
+    ``include`` holds glob patterns (``fnmatch``, case-sensitive; ``*`` also crosses ``/``): when
+    given, every file of the repository at ``revision`` that matches one is fetched too, except
+    pickle files (.bin, .ckpt, .pt, .pth, .pkl). ``token`` is never shown, compared or stored.
     """
 
     repo_id: str
@@ -112,18 +122,22 @@ class DownloadRequest:
     expected_size_bytes: Mapping[str, int] = field(default_factory=dict, hash=False)
     token: str | None = field(default=None, compare=False, repr=False)
     label: str = ""
+    include: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if isinstance(self.files, str):
             raise TypeError("DownloadRequest.files is a tuple of paths, not one string.")
+        if isinstance(self.include, str):
+            raise TypeError("DownloadRequest.include is a tuple of patterns, not one string.")
         if not self.files:
             raise ValueError(f"A download from {self.repo_id} needs at least one file.")
         for path in self.files:
-            parts = path.split("/")
-            if path.startswith("/") or "\\" in path or any(p in ("", ".", "..") for p in parts):
+            if not _is_repo_path(path):
                 raise ValueError(f"{path!r} is not a file path inside a repository.")
         if len(set(self.files)) != len(self.files):
             raise ValueError(f"The download from {self.repo_id} names a file twice.")
+        if not all(isinstance(p, str) and p.strip() for p in self.include):
+            raise ValueError(f"The download from {self.repo_id} has an empty include pattern.")
 
     @property
     def name(self) -> str:
@@ -184,6 +198,12 @@ class DownloadResult:
 ProgressCallback = Callable[[DownloadProgress], None]
 
 
+def _is_repo_path(path: str) -> bool:
+    """True for a relative path that stays inside a repository (no '..', no empty or absolute parts)."""
+    parts = path.split("/")
+    return bool(path) and not path.startswith("/") and "\\" not in path and not any(p in ("", ".", "..") for p in parts)
+
+
 def free_bytes(path: Path | str) -> int:
     """Return the free bytes on the disk holding ``path`` (or its nearest existing parent).
 
@@ -220,6 +240,8 @@ def run_download(
 ) -> DownloadResult:
     """Download ``request``'s files into the Hugging Face cache and return where they are.
 
+    With ``include`` patterns the repository is listed first (one request) and the matching files
+    join the download; all files then come from the commit that listing named.
     Files already in the cache are not fetched again; a part left by a paused or interrupted run
     (Ember's or huggingface_hub's) is continued with a Range request. ``progress`` is called on
     this thread at most every :data:`PROGRESS_INTERVAL_S`. ``cache_dir`` defaults to
@@ -248,14 +270,16 @@ def run_download(
     meter.emit("checking", force=True)
     stop.check(meter)
 
-    if _GIT_SHA1.match(request.revision):
+    # With include patterns only a listing tells whether the snapshot holds the whole folder.
+    if _GIT_SHA1.match(request.revision) and not request.include:
         cached = _cached_snapshot(request, storage)
         if cached is not None:
             return _cached_result(request, cached, request.revision, meter, started, "cached")
 
     headers = _headers(request.token)
     try:
-        plans = _plan(request, storage, hub, headers, stop, meter)
+        files, revision = _files_at(request, hub, headers, stop, meter)
+        plans = _plan(request, files, revision, storage, hub, headers, stop, meter)
     except _Unreachable as exc:
         cached = _cached_snapshot(request, storage)
         if cached is None:
@@ -298,8 +322,9 @@ def discard_partial_files(
 
     For cancelling a download that is not running (a running one deletes its parts when its
     cancel token is set). A part's name comes from the hub's etag, so this asks the hub (one HEAD
-    a file). Parts that another program is writing are left alone. Raises EmberError when the hub
-    cannot be reached or refuses (nothing is deleted then).
+    a file, after a listing for a request with ``include`` patterns). Parts that another program
+    is writing are left alone. Raises EmberError when the hub cannot be reached or refuses
+    (nothing is deleted then).
     """
     from huggingface_hub import constants
 
@@ -309,8 +334,10 @@ def discard_partial_files(
     hub = (endpoint or os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
     storage = cache / _repo_folder(request)
     meter = _Meter(request.name, len(request.files), lambda p: None)
+    stop, headers = _Stop(CancelToken(), None), _headers(request.token)
     try:
-        plans = _plan(request, storage, hub, _headers(request.token), _Stop(CancelToken(), None), meter)
+        files, revision = _files_at(request, hub, headers, stop, meter)
+        plans = _plan(request, files, revision, storage, hub, headers, stop, meter)
     except _Unreachable as exc:
         raise exc.error from None
     freed = 0
@@ -356,18 +383,85 @@ class _Unreachable(Exception):
         self.error = error
 
 
+def _files_at(
+    request: DownloadRequest, hub: str, headers: dict[str, str], stop: _Stop, meter: _Meter
+) -> tuple[tuple[str, ...], str]:
+    """Return the files to fetch and the revision to ask for them at.
+
+    Without include patterns that is the request's own. With them, the repository's listing adds
+    the matching files and the revision becomes the listing's commit. Raises what :func:`_metadata`
+    raises (the listing fails the same ways), and Cancelled or DownloadPaused before and after it.
+    """
+    if not request.include:
+        return request.files, request.revision
+    stop.check(meter)
+    commit, listed = _list_repo(request, hub, headers)
+    stop.check(meter)
+    files = _with_included(request.files, request.include, listed)
+    meter.files_total = len(files)
+    return files, commit
+
+
+def _with_included(files: tuple[str, ...], include: tuple[str, ...], listed: list[str]) -> tuple[str, ...]:
+    """Return ``files`` followed by every listed path that matches a pattern, leaving out pickle files."""
+    chosen = list(files)
+    taken = set(files)
+    for path in sorted(listed):
+        if path in taken or path.lower().endswith(PICKLE_SUFFIXES):
+            continue
+        if any(fnmatch.fnmatchcase(path, pattern) for pattern in include):
+            chosen.append(path)
+            taken.add(path)
+    return tuple(chosen)
+
+
+def _list_repo(request: DownloadRequest, hub: str, headers: dict[str, str]) -> tuple[str, list[str]]:
+    """Return (commit, every file path) of the repository at the request's revision, from the hub's API."""
+    from urllib.parse import quote
+
+    from huggingface_hub.utils import get_session, hf_raise_for_status
+
+    what = "the list of files"
+    url = f"{hub}/api/{request.repo_type}s/{request.repo_id}/revision/{quote(request.revision, safe='')}"
+    try:
+        response = get_session().get(url, headers=headers, timeout=(_CONNECT_TIMEOUT_S, _HEAD_TIMEOUT_S))
+        hf_raise_for_status(response)
+    except Exception as exc:
+        error = _explain(exc, request, what, request.revision, hub, headers)
+        if _is_unreachable(exc):
+            raise _Unreachable(error) from exc
+        raise error from exc
+    try:
+        info = response.json()
+        commit = info["sha"]
+        listed = [item["rfilename"] for item in info["siblings"]]
+    except (ValueError, KeyError, TypeError):
+        commit, listed = None, []
+    if (
+        not isinstance(commit, str)
+        or not _GIT_SHA1.match(commit)
+        or not all(isinstance(path, str) and _is_repo_path(path) for path in listed)
+    ):
+        raise EmberError(
+            f"The server at {hub} did not answer like Hugging Face for {what} of {request.repo_id}. "
+            "Check the HF_ENDPOINT setting and any proxy between this computer and the hub."
+        )
+    return commit, listed
+
+
 def _plan(
     request: DownloadRequest,
+    files: tuple[str, ...],
+    revision: str,
     storage: Path,
     hub: str,
     headers: dict[str, str],
     stop: _Stop,
     meter: _Meter,
 ) -> list[_FilePlan]:
-    """Ask the hub about every file (one HEAD each) and see what the cache already has."""
+    """Ask the hub about every file (one HEAD each, from ``revision``) and see what the cache already has."""
     plans: list[_FilePlan] = []
-    revision = request.revision
-    for path in request.files:
+    for path in files:
         stop.check(meter)
         # After the first answer, ask by commit so that every file comes from the same snapshot
         # even if the branch moves while Ember asks.
@@ -1100,13 +1194,22 @@ def _link(blob: Path, pointer: Path, *, new_blob: bool) -> None:
 
 
 def _cached_snapshot(request: DownloadRequest, storage: Path) -> dict[str, str] | None:
-    """Return file -> cached path when the cache holds every file of the request's revision, else None."""
+    """Return file -> cached path when the cache holds every file of the request's revision, else None.
+
+    With include patterns, the snapshot's files that match join in (what huggingface_hub's
+    ``snapshot_download`` also serves offline: the cache cannot tell what the listing would add).
+    """
     commit = request.revision if _GIT_SHA1.match(request.revision) else _read_ref(storage, request.revision)
     if commit is None:
         return None
+    snapshot = storage / "snapshots" / commit
+    files = request.files
+    if request.include and snapshot.is_dir():
+        present = [p.relative_to(snapshot).as_posix() for p in snapshot.rglob("*") if p.is_file()]
+        files = _with_included(files, request.include, present)
     paths = {}
-    for path in request.files:
-        pointer = storage / "snapshots" / commit / Path(*path.split("/"))
+    for path in files:
+        pointer = snapshot / Path(*path.split("/"))
         if not pointer.exists():
             return None
         paths[path] = str(pointer)
@@ -1118,7 +1221,7 @@ def _cached_result(
 ) -> DownloadResult:
     total = sum(os.path.getsize(p) for p in paths.values())
     meter.begin(total, total)
-    meter.files_done = len(paths)
+    meter.files_total = meter.files_done = len(paths)
     meter.emit("done", force=True)
     return DownloadResult(
         repo_id=request.repo_id,
@@ -1152,6 +1255,7 @@ CREATE TABLE IF NOT EXISTS downloads (
     repo_type TEXT NOT NULL,
     revision TEXT NOT NULL,
     files_json TEXT NOT NULL,
+    include_json TEXT NOT NULL DEFAULT '[]',
     expected_json TEXT NOT NULL,
     label TEXT NOT NULL,
     needs_token INTEGER NOT NULL DEFAULT 0,
@@ -1192,6 +1296,10 @@ class DownloadStore:
         self._db = db
         with db.transaction() as conn:
             conn.execute(_SCHEMA)
+            # A database from before include patterns: the column is added, old rows read as none.
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(downloads)")}
+            if "include_json" not in columns:
+                conn.execute("ALTER TABLE downloads ADD COLUMN include_json TEXT NOT NULL DEFAULT '[]'")
 
     def add(self, request: DownloadRequest) -> int:
         """Remember ``request`` as queued and return its id (the token is not stored)."""
@@ -1199,13 +1307,14 @@ class DownloadStore:
         expected = {"sha256": dict(request.expected_sha256), "size_bytes": dict(request.expected_size_bytes)}
         with self._db.transaction() as conn:
             cursor = conn.execute(
-                "INSERT INTO downloads (repo_id, repo_type, revision, files_json, expected_json, label, needs_token,"
-                " state, created_s, updated_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO downloads (repo_id, repo_type, revision, files_json, include_json, expected_json, label,"
+                " needs_token, state, created_s, updated_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     request.repo_id,
                     request.repo_type,
                     request.revision,
                     json.dumps(list(request.files)),
+                    json.dumps(list(request.include)),
                     json.dumps(expected),
                     request.label,
                     int(request.token is not None),
@@ -1279,6 +1388,7 @@ def _record(row: Any) -> DownloadRecord:
         expected_sha256=expected.get("sha256", {}),
         expected_size_bytes=expected.get("size_bytes", {}),
         label=row["label"],
+        include=tuple(json.loads(row["include_json"] or "[]")),
     )
     return DownloadRecord(
         id=row["id"],

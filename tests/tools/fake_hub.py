@@ -4,7 +4,9 @@ It answers ``HEAD``/``GET /{repo}/resolve/{revision}/{path}`` as huggingface.co 
 (kept in git) directly, with their git blob id as ``ETag``; LFS files with a 302 to a "CDN" URL
 on the same server and ``X-Linked-Etag`` (the SHA-256) and ``X-Linked-Size``; errors with the
 ``X-Error-Code`` header that ``hf_raise_for_status`` reads (RepoNotFound, GatedRepo,
-RevisionNotFound, EntryNotFound). File bodies honour ``Range: bytes=N-``.
+RevisionNotFound, EntryNotFound). File bodies honour ``Range: bytes=N-``. It also answers
+``GET /api/models/{repo}/revision/{revision}`` (what ``HfApi.repo_info`` asks) with the repository's
+commit as ``sha`` and its files as ``siblings``, gated like the files.
 
 Switches for tests: :meth:`FakeHub.gate` (a token is required), :meth:`FakeHub.fail_once_after`
 (the connection drops after N bytes, once), :meth:`FakeHub.stall_after` (the server goes silent
@@ -18,6 +20,7 @@ Use it as a context manager; point huggingface_hub at :attr:`FakeHub.url` (``end
 from __future__ import annotations
 
 import hashlib
+import json
 import socket
 import threading
 import time
@@ -232,32 +235,57 @@ class _Handler(BaseHTTPRequestHandler):
         self.hub._record(SeenRequest(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}))
         if raw_path.startswith("/cdn-lfs/"):
             self._cdn(raw_path[len("/cdn-lfs/") :], head)
+        elif raw_path.startswith("/api/models/") and "/revision/" in raw_path:
+            self._repo_info(raw_path[len("/api/models/") :], head)
         elif "/resolve/" in raw_path:
             self._resolve(raw_path, head)
         else:
             self._error(404, None, "Not found")
+
+    def _open_repo(self, repo_id: str, revision: str) -> tuple[_Repo, str] | None:
+        """The repository and its commit when the request may see them at ``revision``; else answer the error."""
+        repo = self.hub._lookup(repo_id)
+        if repo is None or not repo.files:
+            self._error(401, "RepoNotFound", "Repository not found")
+            return None
+        if repo.token is not None:
+            sent = self.headers.get("Authorization")
+            if sent is None:
+                self._error(401, "GatedRepo", f"Access to model {repo_id} is restricted. You must be authenticated.")
+                return None
+            if sent != f"Bearer {repo.token}":
+                self._error(403, "GatedRepo", f"Access to model {repo_id} is restricted and you are not in the list.")
+                return None
+        commit = self.hub.commit(repo_id)
+        if revision not in ("main", commit):
+            self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
+            return None
+        return repo, commit
+
+    def _repo_info(self, rest: str, head: bool) -> None:
+        repo_part, _, revision_quoted = rest.partition("/revision/")
+        opened = self._open_repo(unquote(repo_part.strip("/")), unquote(revision_quoted.strip("/")))
+        if opened is None:
+            return
+        repo, commit = opened
+        siblings = [{"rfilename": path} for path in sorted(repo.files)]
+        body = json.dumps({"id": unquote(repo_part.strip("/")), "sha": commit, "siblings": siblings}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if not head:
+            self.wfile.write(body)
 
     def _resolve(self, raw_path: str, head: bool) -> None:
         repo_part, rest = raw_path.split("/resolve/", 1)
         repo_id = unquote(repo_part.strip("/"))
         revision_quoted, _, file_quoted = rest.partition("/")
         revision, path = unquote(revision_quoted), unquote(file_quoted)
-        repo = self.hub._lookup(repo_id)
-        if repo is None or not repo.files:
-            self._error(401, "RepoNotFound", "Repository not found")
+        opened = self._open_repo(repo_id, revision)
+        if opened is None:
             return
-        if repo.token is not None:
-            sent = self.headers.get("Authorization")
-            if sent is None:
-                self._error(401, "GatedRepo", f"Access to model {repo_id} is restricted. You must be authenticated.")
-                return
-            if sent != f"Bearer {repo.token}":
-                self._error(403, "GatedRepo", f"Access to model {repo_id} is restricted and you are not in the list.")
-                return
-        commit = self.hub.commit(repo_id)
-        if revision not in ("main", commit):
-            self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
-            return
+        repo, commit = opened
         item = repo.files.get(path)
         if item is None:
             self._error(404, "EntryNotFound", f"{path} does not exist on main", commit=commit)

@@ -552,9 +552,149 @@ def test_the_store_records_pause_cancel_and_failure(hub: FakeHub, hf_cache: Path
     db.close()
 
 
+# -- folders named by include patterns ------------------------------------------------------------
+
+
+def add_onnx_folder(hub: FakeHub) -> dict[str, Any]:
+    """A diffusers ONNX folder whose UNet keeps its weights in an external data file (and a stray pickle)."""
+    return {
+        "model_index.json": hub.add_file(REPO, "model_index.json", b'{"_class_name": "StableDiffusionPipeline"}'),
+        "unet/model.onnx": hub.add_file(REPO, "unet/model.onnx", payload(200_000, seed=1)),
+        "unet/model.onnx_data": hub.add_file(REPO, "unet/model.onnx_data", payload(1 * MB, seed=2)),
+        "unet/weights.bin": hub.add_file(REPO, "unet/weights.bin", payload(300_000, seed=3)),
+        "vae_decoder/model.onnx": hub.add_file(REPO, "vae_decoder/model.onnx", payload(50_000, seed=4)),
+    }
+
+
+def test_include_patterns_fetch_the_matching_files_from_one_snapshot_and_skip_pickles(
+    hub: FakeHub, hf_cache: Path
+) -> None:
+    files = add_onnx_folder(hub)
+    commit = hub.commit(REPO)
+    wanted = ("model_index.json", "unet/model.onnx", "unet/model.onnx_data")
+    seen: list[DownloadProgress] = []
+
+    result = fetch(hub, hf_cache, DownloadRequest(REPO, ("model_index.json",), include=("unet/*",)), seen=seen)
+
+    assert sorted(result.paths) == sorted(wanted)
+    assert result.commit == commit
+    snapshot = storage(hf_cache) / "snapshots" / commit
+    for path in wanted:
+        assert result.paths[path] == str(snapshot / path)
+        assert Path(result.paths[path]).read_bytes() == files[path].data
+    assert hub.body_bytes_sent(REPO, "unet/weights.bin") == 0
+    assert not (snapshot / "unet" / "weights.bin").exists()
+    assert [p.name for p in (storage(hf_cache) / "snapshots").iterdir()] == [commit]
+    # One listing at the branch, then every file asked for at the commit it named.
+    assert [r.path for r in hub.seen if "/api/" in r.path] == [f"/api/models/{REPO}/revision/main"]
+    heads = [r.path for r in hub.seen if r.method == "HEAD"]
+    assert len(heads) == 3 and all(f"/resolve/{commit}/" in path for path in heads)
+    last = seen[-1]
+    assert last.stage == "done"
+    assert last.bytes_done == last.bytes_total == sum(len(files[path].data) for path in wanted)
+    assert last.files_done == last.files_total == 3
+
+
+def test_a_folder_complete_in_the_cache_is_served_when_the_hub_is_unreachable(hub: FakeHub, hf_cache: Path) -> None:
+    add_onnx_folder(hub)
+    request = DownloadRequest(REPO, ("model_index.json",), include=("unet/*",))
+    first = fetch(hub, hf_cache, request)
+    hub.close()
+    again = fetch(hub, hf_cache, request)
+    assert again.paths == first.paths
+    assert set(again.verified.values()) == {"cached (offline)"}
+
+
+def test_a_gated_repos_listing_without_a_token_asks_for_one(hub: FakeHub, hf_cache: Path) -> None:
+    add_onnx_folder(hub)
+    hub.gate(REPO, "hf_reader")
+
+    with pytest.raises(TokenRequired, match=re.escape(f"{REPO} is gated: accept its licence")):
+        fetch(hub, hf_cache, DownloadRequest(REPO, ("model_index.json",), include=("unet/*",)))
+    assert [r.method for r in hub.seen] == ["GET"]  # the listing refused: no file was asked for
+
+    result = fetch(hub, hf_cache, DownloadRequest(REPO, ("model_index.json",), include=("unet/*",), token="hf_reader"))
+    assert len(result.paths) == 3
+    assert hub.seen[1].headers["authorization"] == "Bearer hf_reader"
+
+
+def test_a_cancel_before_the_listing_sends_no_request(hub: FakeHub, hf_cache: Path) -> None:
+    add_onnx_folder(hub)
+    cancel = CancelToken()
+    with pytest.raises(Cancelled):
+        run_download(
+            DownloadRequest(REPO, ("model_index.json",), include=("unet/*",)),
+            lambda p: cancel.cancel(),
+            cancel,
+            cache_dir=hf_cache,
+            endpoint=hub.url,
+        )
+    assert hub.seen == []
+
+
+def test_the_store_keeps_include_patterns(tmp_path: Path) -> None:
+    db = database.Database(tmp_path / "ember.sqlite3")
+    store = DownloadStore(db)
+    request = DownloadRequest(REPO, ("model_index.json",), include=("unet/*", "*.json"), label="Folder")
+    download_id = store.add(request)
+    db.close()
+
+    db = database.Database(tmp_path / "ember.sqlite3")
+    record = DownloadStore(db).get(download_id)
+    assert record is not None and record.request == request
+    assert record.request.include == ("unet/*", "*.json")
+    db.close()
+
+
+def test_the_store_opens_a_database_made_before_include_patterns(tmp_path: Path) -> None:
+    db = database.Database(tmp_path / "ember.sqlite3")
+    with db.transaction() as conn:  # the table as Ember created it before include patterns
+        conn.execute(
+            "CREATE TABLE downloads (id INTEGER PRIMARY KEY AUTOINCREMENT, repo_id TEXT NOT NULL,"
+            " repo_type TEXT NOT NULL, revision TEXT NOT NULL, files_json TEXT NOT NULL,"
+            " expected_json TEXT NOT NULL, label TEXT NOT NULL, needs_token INTEGER NOT NULL DEFAULT 0,"
+            " state TEXT NOT NULL, bytes_done INTEGER NOT NULL DEFAULT 0, bytes_total INTEGER NOT NULL DEFAULT 0,"
+            " error TEXT, created_s REAL NOT NULL, updated_s REAL NOT NULL)"
+        )
+        conn.execute(
+            "INSERT INTO downloads (repo_id, repo_type, revision, files_json, expected_json, label, state,"
+            " created_s, updated_s) VALUES (?, 'model', 'main', '[\"model.gguf\"]', '{}', 'Old', 'paused', 1, 1)",
+            (REPO,),
+        )
+
+    store = DownloadStore(db)
+
+    (old,) = store.pending()
+    assert old.request == DownloadRequest(REPO, ("model.gguf",), label="Old")
+    new_id = store.add(DownloadRequest(REPO, ("model_index.json",), include=("unet/*",)))
+    new = store.get(new_id)
+    assert new is not None and new.request.include == ("unet/*",)
+    db.close()
+
+
+def test_a_catalog_entry_becomes_a_request_with_its_include_patterns_and_hashes() -> None:
+    from engines.models.catalog import download_request, load_catalog
+
+    entries = load_catalog()
+    folder = next(e for e in entries if e.kind == "diffusion" and e.include)
+    request = download_request(folder, token="hf_reader")
+    assert request.repo_id == folder.repo and request.revision == folder.revision
+    assert request.files == tuple(f.path for f in folder.files)
+    assert request.include == folder.include and "*/*.onnx_data" in request.include
+    assert request.expected_sha256 == folder.expected_sha256()
+    assert request.expected_size_bytes == folder.expected_sizes()
+    assert request.label == folder.name and request.token == "hf_reader"
+
+    hashed = next(e for e in entries if e.expected_sha256())
+    assert download_request(hashed).expected_sha256 == hashed.expected_sha256() != {}
+    assert download_request(hashed, token="").token is None
+
+
 def test_a_request_refuses_paths_outside_the_repository() -> None:
     for bad in ("../secrets", "/etc/passwd", "a//b", "dir\\file"):
         with pytest.raises(ValueError):
             DownloadRequest(REPO, (bad,))
     with pytest.raises(TypeError):
         DownloadRequest(REPO, "model.gguf")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        DownloadRequest(REPO, ("model_index.json",), include="unet/*")  # type: ignore[arg-type]
