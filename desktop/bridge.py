@@ -79,6 +79,7 @@ class EventBridge(QObject):
     """Subscribes to the Studio's queue and re-emits every event on the GUI thread."""
 
     event = Signal(object)  # JobEvent
+    job_added = Signal(object)  # JobOp of every job submitted or tracked here (for the queue view)
 
     def __init__(self, studio: Studio, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -91,9 +92,20 @@ class EventBridge(QObject):
 
     def submit(self, request: Any, *, priority: int = 0) -> JobOp:
         """Queue ``request`` and return its JobOp for chaining callbacks."""
-        job = self.studio.submit(request, priority=priority)
-        op = JobOp(job)
-        self._ops[job.id] = op
+        return self.track(self.studio.submit(request, priority=priority))
+
+    def track(self, job: Job) -> JobOp:
+        """Return the JobOp of a job made elsewhere (``studio.download``), for chaining callbacks.
+
+        Call it on the GUI thread as soon as the job exists: its events reach the GUI thread
+        from the next turn of the event loop, so none is missed. A job tracked twice gets the
+        same JobOp.
+        """
+        op = self._ops.get(job.id)
+        if op is None:
+            op = JobOp(job)
+            self._ops[job.id] = op
+            self.job_added.emit(op)
         return op
 
     def detach(self) -> None:

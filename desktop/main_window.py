@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QCloseEvent
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QListWidget, QMainWindow, QStackedWidget, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QListWidget, QMainWindow, QPushButton, QStackedWidget, QWidget
 
 from desktop.bridge import EventBridge
 from desktop.chat_panel import ChatPanel
+from desktop.images_panel import ImagesPanel
+from desktop.models_panel import ModelsPanel
+from desktop.queue_view import DownloadQueue, QueueView
 from desktop.settings_page import SettingsPage
 from desktop.verify_panel import VerifyPanel
 
 
 class MainWindow(QMainWindow):
-    """Ember's window: Chat, Verify and Settings in the navigation (more panels as they are built)."""
+    """Ember's window: Chat, Images, Models, Verify, Queue and Settings in the navigation."""
 
     def __init__(self, bridge: EventBridge, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -28,10 +31,18 @@ class MainWindow(QMainWindow):
         self.pages = QStackedWidget()
         self.chat = ChatPanel(bridge)
         self.add_panel("Chat", self.chat)
+        self.images = ImagesPanel(bridge)
+        self.add_panel("Images", self.images)
+        self.downloads = DownloadQueue(bridge, self)
+        self.models = ModelsPanel(bridge, self.downloads)
+        self.add_panel("Models", self.models)
         self.verify = VerifyPanel(bridge)
         self.add_panel("Verify", self.verify)
+        self.queue_view = QueueView(self.downloads)
+        self.add_panel("Queue", self.queue_view)
         self.settings_page = SettingsPage(bridge)
         self.add_panel("Settings", self.settings_page)
+        self.models.model_chosen.connect(self.use_model)
         self.navigation.currentRowChanged.connect(self.pages.setCurrentIndex)
         self.navigation.setCurrentRow(0)
 
@@ -53,6 +64,15 @@ class MainWindow(QMainWindow):
         ):
             label.setObjectName(name)
             self.statusBar().addPermanentWidget(label)
+        self.queue_button = QPushButton()
+        self.queue_button.setObjectName("queueButton")
+        self.queue_button.setFlat(True)
+        self.queue_button.setToolTip("Show the queue: downloads and other jobs")
+        self.queue_button.clicked.connect(lambda: self.show_panel(self.queue_view))
+        self.statusBar().addWidget(self.queue_button)
+        self.downloads.changed.connect(self._show_queue_state)
+        self.downloads.removed.connect(self._show_queue_state)
+        self._show_queue_state()
         self.show_backend("CPU")  # nothing is loaded yet, and the CPU is always there
         self.show_speed(0.0)
         model = self.chat.model_picker.current_choice()
@@ -61,7 +81,10 @@ class MainWindow(QMainWindow):
         self.chat.model_changed.connect(self.show_model)
         self.chat.speed_changed.connect(self.show_speed)
         self.chat.safety_settings_requested.connect(self.show_settings)
+        self.images.safety_settings_requested.connect(self.show_settings)
         self._shut = False
+        # Downloads that were running when Ember last stopped continue, and show in the queue.
+        self.downloads.resume_unfinished()
 
     def add_panel(self, name: str, panel: QWidget) -> None:
         """Add a panel and its entry in the navigation."""
@@ -92,13 +115,37 @@ class MainWindow(QMainWindow):
         """Show the speed of the current or last reply (a dash before the first)."""
         self.speed_label.setText(f"{tokens_per_s:.1f} tok/s" if tokens_per_s > 0 else "— tok/s")
 
+    def use_model(self, kind: str, path: str) -> None:
+        """Open the panel that serves a model of ``kind`` with the model at ``path`` chosen."""
+        if kind == "diffusion":
+            if self.images.select_model(path):
+                self.show_panel(self.images)
+        elif kind == "text":
+            if path.startswith("embedded:") or path.lower().endswith(".gguf"):
+                chosen = self.chat.model_picker.select_model_path(path) or self.chat.model_picker.add_model_file(path)
+                if chosen:
+                    self.show_panel(self.chat)
+
+    def _show_queue_state(self, _download_id: int = 0) -> None:
+        """Show in the status bar how many downloads run and how far the first one is."""
+        active = [e for e in self.downloads.entries() if e.active]
+        if not active:
+            self.queue_button.setText("Queue")
+        elif len(active) == 1:
+            first = active[0]
+            self.queue_button.setText(f"Downloading {first.name} · {first.fraction:.0%}")
+        else:
+            self.queue_button.setText(f"{len(active)} downloads · {active[-1].fraction:.0%}")
+
     def shutdown(self) -> None:
         """Stop the running reply and stop listening to the Studio (before it closes)."""
         if self._shut:
             return
         self._shut = True
         self.chat.shutdown()
+        self.images.shutdown()
         self.verify.shutdown()
+        self.downloads.shutdown()
         self.bridge.detach()
 
     def closeEvent(self, event: QCloseEvent) -> None:

@@ -37,6 +37,14 @@ SEED = 1234
 
 
 def _peak_rss_bytes() -> int:
+    """This process's peak resident memory. On Linux VmHWM, which starts afresh at exec; ru_maxrss
+    would carry the parent's peak over into the child."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     import resource
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -679,3 +679,71 @@ def _source_name(source: str) -> str:
         "lmstudio": "LM Studio's models folder",
         "gpt4all": "GPT4All's models folder",
     }.get(source, source)
+
+
+# -- the Hugging Face cache: what removing a model there deletes ----------------------------------
+# ModelLibrary.remove deletes only inside Ember's own folders; a model in the shared cache is deleted
+# with these, after the person has seen the files and confirmed.
+
+
+def hf_cache_files(model: InstalledModel, cache: Path) -> list[tuple[Path, Path | None]]:
+    """Return (snapshot entry, blob it points at or None) for every file of a model in the HF cache.
+
+    Returns [] when the model does not lie in a ``models--*/snapshots/<commit>/`` folder of ``cache``.
+    """
+    path = Path(model.path)
+    try:
+        relative = path.relative_to(cache)
+    except ValueError:
+        return []
+    if len(relative.parts) < 4 or relative.parts[1] != "snapshots":
+        return []
+    if path.is_dir():
+        pointers = sorted(p for p in path.rglob("*") if p.is_file() or p.is_symlink())
+    else:
+        pointers = [path]
+        details = model.info.details
+        for name in [*(details.get("split_files") or []), details.get("config_file")]:
+            if isinstance(name, str) and name and path.with_name(name) != path:
+                pointers.append(path.with_name(name))
+    found = []
+    for pointer in pointers:
+        if not (pointer.exists() or pointer.is_symlink()):
+            continue
+        blob = pointer.resolve() if pointer.is_symlink() else None
+        found.append((pointer, blob if blob is not None and blob.exists() else None))
+    return found
+
+
+def delete_hf_cache_files(files: list[tuple[Path, Path | None]], cache: Path) -> int:
+    """Delete the snapshot entries and the blobs no other snapshot uses; return the bytes freed.
+
+    Raises EmberError when the disk refuses.
+    """
+    freed = 0
+    try:
+        for pointer, blob in files:
+            if blob is None:
+                freed += pointer.stat().st_size
+            pointer.unlink()
+            if blob is not None and not _blob_used(blob):
+                freed += blob.stat().st_size
+                blob.unlink()
+            _remove_empty_parents(pointer.parent, cache)
+    except OSError as exc:
+        raise EmberError(f"Ember could not delete {exc.filename or 'a file'} ({exc.strerror or exc}).") from None
+    return freed
+
+
+def _blob_used(blob: Path) -> bool:
+    snapshots = blob.parent.parent / "snapshots"
+    for entry in snapshots.rglob("*"):
+        if entry.is_symlink() and entry.resolve() == blob:
+            return True
+    return False
+
+
+def _remove_empty_parents(folder: Path, cache: Path) -> None:
+    while folder != cache and folder.name != "snapshots" and folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+        folder = folder.parent
