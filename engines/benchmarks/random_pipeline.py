@@ -65,20 +65,15 @@ class RandomPipeline:
     onnx: Path
 
 
-def _byte_symbols() -> list[str]:
-    """CLIP's printable stand-ins for the 256 byte values (GPT-2's byte-to-unicode table)."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    extra = [b for b in range(256) if b not in printable]
-    return [chr(b) for b in printable] + [chr(256 + n) for n in range(len(extra))]
-
-
 def write_byte_tokenizer(folder: Path) -> dict[str, int]:
     """Write a byte-level CLIP tokenizer (no merges) with CLIP's real special-token ids 49406/49407.
 
     Returns {"bos", "eos", "vocab_size"}. Every prompt byte becomes one token, so prompts cost
     what they cost with the real 49408-token vocabulary.
     """
-    symbols = _byte_symbols()
+    from engines.diffusion.tokenizer import bytes_to_unicode
+
+    symbols = list(bytes_to_unicode().values())
     vocab = {s: i for i, s in enumerate(symbols + [s + "</w>" for s in symbols])}
     vocab["<|startoftext|>"], vocab["<|endoftext|>"] = 49406, 49407
     folder.mkdir(parents=True, exist_ok=True)

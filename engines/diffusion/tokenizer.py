@@ -53,7 +53,7 @@ class PromptTokens:
 
 
 @lru_cache(maxsize=1)
-def _bytes_to_unicode() -> dict[int, str]:
+def bytes_to_unicode() -> dict[int, str]:
     """GPT-2/CLIP's reversible map from the 256 byte values to printable characters."""
     bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
     cs = bs[:]
@@ -158,7 +158,7 @@ class ClipTokenizer:
         self.pad_id = vocab.get(pad_token, vocab[unk_token])
         self._id_to_token = {i: t for t, i in vocab.items()}
         self.special_tokens = {bos_token, eos_token}
-        self._byte_of = {c: b for b, c in _bytes_to_unicode().items()}
+        self._byte_of = {c: b for b, c in bytes_to_unicode().items()}
         try:
             bpe = models.BPE(
                 vocab=vocab,

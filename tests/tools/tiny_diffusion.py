@@ -94,19 +94,6 @@ _TURBO_SCHEDULER = {**_SD15_SCHEDULER, "timestep_spacing": "trailing"}
 _SDXL_SCHEDULER = dict(_SD15_SCHEDULER)
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2/CLIP's reversible map from the 256 byte values to printable characters."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, [chr(c) for c in cs], strict=True))
-
-
 def write_clip_tokenizer(folder: Path, *, pad_token: str = EOS) -> dict[str, int]:
     """Write a tiny CLIP BPE tokenizer (vocab.json, merges.txt, configs) into ``folder``.
 
@@ -114,7 +101,9 @@ def write_clip_tokenizer(folder: Path, *, pad_token: str = EOS) -> dict[str, int
     """
     from transformers import CLIPTokenizer
 
-    symbols = list(_bytes_to_unicode().values())
+    from engines.diffusion.tokenizer import bytes_to_unicode
+
+    symbols = list(bytes_to_unicode().values())
     vocab_list = symbols + [s + "</w>" for s in symbols] + ["".join(m) for m in _MERGES] + [BOS, EOS]
     vocab = {tok: i for i, tok in enumerate(vocab_list)}
     folder.mkdir(parents=True, exist_ok=True)
@@ -438,4 +427,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # engines/, for the tokenizer's byte table
     sys.exit(main())
