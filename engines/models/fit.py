@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import TYPE_CHECKING
 
@@ -168,43 +168,30 @@ def estimate_text(info: ModelInfo, context_tokens: int, gpu_layers: int | None =
         notes.append(f"{info.name} was trained for {info.context_length} tokens of context.")
     ram_cpu = weights + kv + cpu_compute + overhead
     vram_all = weights - embedding_bytes + kv + gpu_compute + _CUDA_CONTEXT_BYTES
-    if gpu_layers is None or layers == 0:
-        return FitEstimate(
-            kind=info.kind,
-            weights_bytes=weights,
-            kv_cache_bytes=kv,
-            compute_bytes=cpu_compute,
-            gpu_compute_bytes=gpu_compute,
-            overhead_bytes=overhead,
-            ram_bytes=ram_cpu,
-            vram_bytes=vram_all,
-            layers=layers,
-            layer_bytes=layer_bytes,
-            gpu_layers=None,
-            context_tokens=context_tokens,
-            notes=tuple(notes),
-        )
-    k = layers if gpu_layers < 0 else min(int(gpu_layers), layers)
-    on_gpu = k * layer_bytes
-    vram = on_gpu + gpu_compute + _CUDA_CONTEXT_BYTES if k else 0
-    if k == layers:
-        vram = vram_all
-    ram = max(ram_cpu - on_gpu, overhead + embedding_bytes)
-    return FitEstimate(
+    whole = FitEstimate(
         kind=info.kind,
         weights_bytes=weights,
         kv_cache_bytes=kv,
         compute_bytes=cpu_compute,
         gpu_compute_bytes=gpu_compute,
         overhead_bytes=overhead,
-        ram_bytes=ram,
-        vram_bytes=vram,
+        ram_bytes=ram_cpu,
+        vram_bytes=vram_all,
         layers=layers,
         layer_bytes=layer_bytes,
-        gpu_layers=k,
+        gpu_layers=None,
         context_tokens=context_tokens,
         notes=tuple(notes),
     )
+    if gpu_layers is None or layers == 0:
+        return whole
+    k = layers if gpu_layers < 0 else min(int(gpu_layers), layers)
+    on_gpu = k * layer_bytes
+    vram = on_gpu + gpu_compute + _CUDA_CONTEXT_BYTES if k else 0
+    if k == layers:
+        vram = vram_all
+    ram = max(ram_cpu - on_gpu, overhead + embedding_bytes)
+    return replace(whole, ram_bytes=ram, vram_bytes=vram, gpu_layers=k)
 
 
 # -- diffusion --------------------------------------------------------------------------------
