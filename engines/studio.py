@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +44,14 @@ RequestCheck = Callable[[Any], None]
 
 @dataclass(frozen=True)
 class QueuedDownload:
-    """A download as the queue runs it: the request and its row in the downloads table."""
+    """A download as the queue runs it: the request, its row in the downloads table, and its pause switch.
+
+    The pause event travels with the job, so a pause set before the worker starts it is seen too.
+    """
 
     download_id: int
     request: DownloadRequest
+    pause: threading.Event = field(default_factory=threading.Event, compare=False, repr=False)
 
 
 _KINDS: dict[type, str] = {ChatRequest: "text", CompletionRequest: "text", ImageRequest: "image"}
@@ -56,9 +60,11 @@ _KINDS: dict[type, str] = {ChatRequest: "text", CompletionRequest: "text", Image
 class JobProgress:
     """The :class:`engines.engine.Progress` an engine gets: events for one job, text via the pipeline."""
 
-    def __init__(self, job: Job, session: OutputSession) -> None:
+    def __init__(self, job: Job, session: OutputSession, *more: OutputSession) -> None:
         self._job = job
         self._session = session
+        # A batch of images has one session per image, so each preview is checked as its own.
+        self._sessions = (session, *more)
 
     def token(self, text: str) -> None:
         self._session.feed(text)
@@ -70,7 +76,7 @@ class JobProgress:
         self._job.emit(EventKind.NOTICE, message)
 
     def preview(self, image: Any, index: int = 0) -> None:
-        shown = self._session.preview(image)
+        shown = self._sessions[index].preview(image)
         if shown is not None:
             self._job.emit(EventKind.PREVIEW, {"index": index, "image": shown})
 
@@ -79,22 +85,16 @@ class JobProgress:
 
 
 class ImageJobProgress(JobProgress):
-    """Progress for a batch of images: one pipeline session per image, so each preview is checked as its own."""
+    """Progress for a batch of images (one pipeline session per image): steps carry the time left."""
 
     def __init__(self, job: Job, sessions: Sequence[OutputSession]) -> None:
-        super().__init__(job, sessions[0])
-        self._sessions = sessions
+        super().__init__(job, *sessions)
         self._started_s = time.monotonic()
 
     def step(self, done: int, total: int) -> None:
         elapsed = time.monotonic() - self._started_s
         eta = elapsed / done * (total - done) if done else None
         self._job.emit(EventKind.PROGRESS, {"done": done, "total": total, "elapsed_s": elapsed, "eta_s": eta})
-
-    def preview(self, image: Any, index: int = 0) -> None:
-        shown = self._sessions[index].preview(image)
-        if shown is not None:
-            self._job.emit(EventKind.PREVIEW, {"index": index, "image": shown})
 
 
 def make_engine(key: Any, *, text_watermark_key: bytes | None = None) -> Engine:
@@ -186,7 +186,7 @@ class Studio:
             except EmberError:
                 log.warning("The guard model %s cannot be used any more; checking without it.", guard)
         self.downloads = DownloadStore(self.db)
-        self._download_jobs: dict[int, tuple[Job, threading.Event]] = {}
+        self._download_jobs: dict[int, Job] = {}
         self._handlers[QueuedDownload] = self._run_download
         # Downloads get their own lane, so a model can arrive while another one generates.
         self.queue = JobQueue(self._run, route=self._route, lanes=("cpu", "gpu", "download"), what="engine")
@@ -254,7 +254,7 @@ class Studio:
         if record is None:
             raise EmberError("There is no such download any more.")
         running = self._download_jobs.get(download_id)
-        if running is not None and not running[0].done:
+        if running is not None and not running.done:
             raise EmberError(f"{record.request.name} is already downloading.")
         if record.state is DownloadState.DONE:
             raise EmberError(f"{record.request.name} is already downloaded.")
@@ -264,11 +264,11 @@ class Studio:
 
     def pause_download(self, download_id: int) -> bool:
         """Pause a running or queued download, keeping its partial files; returns whether one was running."""
-        entry = self._download_jobs.get(download_id)
-        if entry is None or entry[0].done:
+        job = self._download_jobs.get(download_id)
+        if job is None or job.done:
             return False
         # Only the pause event: a cancel would win over it and delete the partial files.
-        entry[1].set()
+        job.request.pause.set()
         self.downloads.mark(download_id, DownloadState.PAUSED)
         return True
 
@@ -276,9 +276,9 @@ class Studio:
         """Stop a download and delete its partial files (files already complete stay in the shared cache)."""
         from engines.models.downloads import discard_partial_files
 
-        entry = self._download_jobs.get(download_id)
-        if entry is not None and not entry[0].done:
-            entry[0].cancel()
+        job = self._download_jobs.get(download_id)
+        if job is not None and not job.done:
+            job.cancel()
             return
         record = self.downloads.get(download_id)
         if record is not None and record.state is not DownloadState.DONE:
@@ -302,22 +302,20 @@ class Studio:
 
     def _queue_download(self, download_id: int, request: DownloadRequest, listener: Listener | None) -> Job:
         job = self.submit(QueuedDownload(download_id, request), listener=listener)
-        self._download_jobs[download_id] = (job, threading.Event())
+        self._download_jobs[download_id] = job
         return job
 
     def _run_download(self, job: Job) -> DownloadResult:
         from engines.models.downloads import run_recorded
 
         queued: QueuedDownload = job.request
-        entry = self._download_jobs.get(queued.download_id)
-        pause = entry[1] if entry is not None and entry[0] is job else threading.Event()
         return run_recorded(
             self.downloads,
             queued.download_id,
             queued.request,
             lambda progress: job.emit(EventKind.PROGRESS, progress),
             job.cancel_token,
-            pause=pause,
+            pause=queued.pause,
         )
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
@@ -339,10 +337,10 @@ class Studio:
         start queues them again (:meth:`resume_unfinished_downloads`).
         """
         interrupted = []
-        for download_id, (job, pause) in list(self._download_jobs.items()):
+        for download_id, job in list(self._download_jobs.items()):
             record = self.downloads.get(download_id)
             if not job.done and record is not None and record.state is not DownloadState.PAUSED:
-                pause.set()
+                job.request.pause.set()
                 interrupted.append(job)
         for job in interrupted:  # a paused transfer lets go within about 50 ms; a cancel would delete its part
             job.wait(timeout_s)
@@ -446,10 +444,6 @@ class Studio:
 
         with self.registry.use(request.model, on_loading=loading) as engine:
             loaded = time.monotonic()
-            # A request that cannot fit is refused here, before the first step, with the sizes in the message.
-            check = getattr(engine, "check_fits", None)
-            if check is not None:
-                check(request)
             job.emit(EventKind.PROGRESS, {"stage": "generating", "backend": engine.backend})
             sessions = [self.pipeline.open(job.id, "image", request) for _ in range(request.batch_size)]
             output: GeneratedImages = engine.run(request, ImageJobProgress(job, sessions), job.cancel_token)

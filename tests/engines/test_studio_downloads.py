@@ -97,3 +97,14 @@ def test_cancel_deletes_the_part(studio: Studio, hub: Any, hf_cache: Path) -> No
     assert final is not None and final.kind is EventKind.CANCELLED
     assert not list(hf_cache.rglob("*.incomplete"))
     assert studio.downloads.recent()[0].state is DownloadState.CANCELLED
+
+
+def test_a_pause_given_before_the_worker_starts_the_download_is_kept(studio: Studio, hub: Any, hf_cache: Path) -> None:
+    hub.add_file(REPO, "model.gguf", payload(2_000_000))
+    hub.throttle_bytes_per_s = 1_000_000
+    job = studio.download(DownloadRequest(REPO, ("model.gguf",)))
+    assert studio.pause_download(job.request.download_id)  # at once: the worker may not have started it yet
+    final = job.wait(10)
+    assert final is not None and final.kind is EventKind.CANCELLED
+    assert studio.downloads.get(job.request.download_id).state is DownloadState.PAUSED
+    assert hub.body_bytes_sent(REPO, "model.gguf") < 2_000_000
