@@ -297,7 +297,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     suffix = "" if precision == "fp32" else f"-{precision}"
     out = Path(args.output).expanduser() if args.output else source.with_name(f"{source.name}-onnx{suffix}")
     result = convert_to_onnx(source, out, precision, progress=lambda message: print(message, file=sys.stderr))
-    print(result.out if hasattr(result, "out") else out)
+    print(result.out)
     return 0
 
 
@@ -402,7 +402,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         return _models_download(args)
     from engines.database import Database
     from engines.hardware import gpus, machine
-    from engines.models.fit import estimate_entry, estimate_model, verdict
+    from engines.models.fit import fit_of_entry, fit_of_model
     from engines.models.library import ModelLibrary
     from engines.paths import database_path
 
@@ -423,7 +423,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
             rows = []
             for entry in load_catalog():
-                fit = verdict(estimate_entry(entry), here, cards)
+                fit = fit_of_entry(entry, here, cards)
                 rows.append({
                     "id": entry.id, "name": entry.name, "kind": entry.kind, "panel": entry.panel,
                     "repo": entry.repo, "size_bytes": entry.size_bytes, "licence": entry.licence,
@@ -432,10 +432,8 @@ def cmd_models(args: argparse.Namespace) -> int:
         else:
             rows = []
             for model in library.discover():
-                try:
-                    fit = verdict(estimate_model(model.info), here, cards).summary
-                except (ValueError, TypeError, KeyError, ZeroDivisionError):
-                    fit = "unknown"
+                verdict = fit_of_model(model.info, here, cards)
+                fit = verdict.summary if verdict else "unknown"
                 rows.append({
                     "id": model.id, "name": model.name, "kind": model.kind, "source": model.source,
                     "path": model.path, "size_bytes": model.size_bytes, "licence": model.info.licence, "fit": fit,

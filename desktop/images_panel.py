@@ -61,6 +61,7 @@ from desktop.image_results import (
 )
 from desktop.image_view import IMAGE_SUFFIXES, ImageView, dice_icon, qimage_from_array, read_image
 from desktop.message_view import SafetyNotice
+from desktop.queue_view import eta_text  # one wording for the time left, in the queue and here
 from engines.diffusion.requests import SCHEDULERS, DiffusionOptions, ImageBatchResult, ImageRequest
 from engines.errors import EmberError
 from engines.jobs import EventKind, JobEvent
@@ -130,17 +131,6 @@ def native_size(folder: str) -> int | None:
     if isinstance(sample, int) and 8 <= sample * 8 <= 4096:
         return sample * 8
     return None
-
-
-def eta_text(seconds: float | None) -> str:
-    """Return "about 12 s left" / "about 2 min 5 s left", or "" when not known yet."""
-    if seconds is None or seconds < 0:
-        return ""
-    whole = round(seconds)
-    if whole < 60:
-        return f"about {max(whole, 1)} s left"
-    minutes, rest = divmod(whole, 60)
-    return f"about {minutes} min {rest} s left" if rest else f"about {minutes} min left"
 
 
 class SeedBox(QDoubleSpinBox):

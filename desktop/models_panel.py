@@ -60,7 +60,7 @@ from engines.jobs import EventKind, JobEvent
 from engines.models.catalog import PANELS, CatalogEntry, CatalogError, download_request, load_catalog
 from engines.models.downloads import DownloadResult, DownloadState, human_bytes
 from engines.models.embedded import EMBEDDED_PREFIX, EMBEDDED_TEXT_MODELS
-from engines.models.fit import Fit, Verdict, estimate_entry, estimate_model, gigabytes, verdict
+from engines.models.fit import Fit, Verdict, estimate_model, fit_of_entry, fit_of_model, gigabytes
 from engines.models.library import InstalledModel, ModelLibrary, delete_hf_cache_files, hf_cache_files
 
 log = logging.getLogger(__name__)
@@ -118,20 +118,6 @@ def short_count(n: int | None) -> str:
     if n >= 1e6:
         return f"{n / 1e6:.0f}M"
     return f"{n / 1e3:.0f}K"
-
-
-def catalog_fit(entry: CatalogEntry, gpu_list: Sequence[GpuInfo]) -> Fit:
-    """Return the fit verdict for a catalog entry from the needs the catalog gives (at its defaults)."""
-    return verdict(estimate_entry(entry), machine(), gpu_list)
-
-
-def installed_fit(model: InstalledModel, gpu_list: Sequence[GpuInfo]) -> Fit | None:
-    """Return the fit verdict for an installed model from its own metadata, or None when it cannot be told."""
-    try:
-        return verdict(estimate_model(model.info), machine(), gpu_list)
-    except (ValueError, TypeError, ZeroDivisionError, KeyError):
-        log.info("No fit estimate for %s", model.path, exc_info=True)
-        return None
 
 
 # -- widgets ----------------------------------------------------------------------------------
@@ -423,7 +409,7 @@ class ModelsPanel(QWidget):
         except EmberError as exc:
             self._show_message(f"Ember could not look for models: {exc}", error=True)
             self.installed = []
-        self._installed_fit = {m.id: installed_fit(m, self._gpus or []) for m in self.installed}
+        self._installed_fit = {m.id: fit_of_model(m.info, machine(), self._gpus or []) for m in self.installed}
         self._fill_installed()
         self._refresh_catalog_status()
         self.last_scan_s = time.perf_counter() - started
@@ -455,7 +441,7 @@ class ModelsPanel(QWidget):
             except CatalogError as exc:
                 self.catalog = []
                 self._show_message(str(exc), error=True)
-        self._catalog_fit = {e.id: catalog_fit(e, self._gpus or []) for e in self.catalog}
+        self._catalog_fit = {e.id: fit_of_entry(e, machine(), self._gpus or []) for e in self.catalog}
         self._fill_catalog()
 
     # -- tables --------------------------------------------------------------------------------

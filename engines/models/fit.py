@@ -22,6 +22,7 @@ VAE decoder) at 64 to 512 pixels, batch 1 and 2, with and without guidance: with
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -33,6 +34,8 @@ from engines.models.inspect import ModelInfo
 
 if TYPE_CHECKING:
     from engines.models.catalog import CatalogEntry
+
+log = logging.getLogger(__name__)
 
 GiB = 2**30
 MiB = 2**20
@@ -477,3 +480,17 @@ def estimate_entry(entry: CatalogEntry) -> FitEstimate:
         vram_bytes=entry.vram_bytes,
         cuda_only=entry.backends == ("cuda",),
     )
+
+
+def fit_of_entry(entry: CatalogEntry, machine: Machine, gpus: Sequence[GpuInfo]) -> Fit:
+    """Return the verdict for a catalog entry on this machine, before it is downloaded."""
+    return verdict(estimate_entry(entry), machine, gpus)
+
+
+def fit_of_model(info: ModelInfo, machine: Machine, gpus: Sequence[GpuInfo]) -> Fit | None:
+    """Return the verdict for a model on disk at everyday settings, or None when its metadata cannot tell."""
+    try:
+        return verdict(estimate_model(info), machine, gpus)
+    except (ValueError, TypeError, ZeroDivisionError, KeyError):
+        log.info("No fit estimate for %s", info.path, exc_info=True)
+        return None

@@ -32,17 +32,16 @@ from desktop.main_window import MainWindow  # noqa: E402
 from desktop.models_panel import (  # noqa: E402
     VERDICT_NAMES,
     ModelsPanel,
-    catalog_fit,
-    installed_fit,
     panel_name,
 )
 from desktop.queue_view import DownloadRow, QueueView  # noqa: E402
 from engines.errors import ModelFileError  # noqa: E402
-from engines.hardware import GpuInfo  # noqa: E402
+from engines.hardware import GpuInfo, machine  # noqa: E402
 from engines.jobs import EventKind  # noqa: E402
 from engines.models.catalog import CatalogEntry, CatalogFile, load_catalog  # noqa: E402
 from engines.models.downloads import DownloadRequest, DownloadState, human_bytes  # noqa: E402
 from engines.models.embedded import SMOLLM2  # noqa: E402
+from engines.models.fit import fit_of_entry, fit_of_model  # noqa: E402
 from engines.models.inspect import inspect_model  # noqa: E402
 from engines.paths import database_path  # noqa: E402
 from engines.studio import Studio  # noqa: E402
@@ -206,7 +205,7 @@ def test_the_installed_tab_lists_the_embedded_models_with_size_licence_and_fit(m
     key = "embedded:" + SMOLLM2.id
     row = models.row_texts(models.installed_table, key)
     smol = next(m for m in models.installed if m.id == key)
-    fit = installed_fit(smol, [])
+    fit = fit_of_model(smol.info, machine(), [])
 
     assert row["Name"] == SMOLLM2.name
     assert row["Serves"] == "Chat"
@@ -237,7 +236,7 @@ def test_catalog_entries_show_their_panel_licence_and_fit_verdict(models: Models
     for entry in catalog:
         row = models.row_texts(models.catalog_table, entry.id)
         assert row["Serves"] == panel_name(entry.kind)
-        assert row["Fit"] == VERDICT_NAMES[catalog_fit(entry, []).verdict]
+        assert row["Fit"] == VERDICT_NAMES[fit_of_entry(entry, machine(), []).verdict]
     assert {models.row_texts(models.catalog_table, e.id)["Serves"] for e in catalog} >= {"Chat", "Images", "Speech"}
 
     gated = next(e for e in catalog if e.gated)
