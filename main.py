@@ -201,6 +201,7 @@ def cmd_image(args: argparse.Namespace) -> int:
 
     from engines.diffusion.requests import DiffusionOptions, ImageRequest
     from engines.jobs import EventKind, JobEvent
+    from engines.progress import Loading, Step
     from engines.provenance.files import save_image
     from engines.studio import Studio
 
@@ -230,12 +231,12 @@ def cmd_image(args: argparse.Namespace) -> int:
     def show(event: JobEvent) -> None:
         if args.quiet or event.kind is not EventKind.PROGRESS:
             return
-        data = event.data or {}
-        if "done" in data:
-            eta = f", about {data['eta_s']:.0f} s left" if data.get("eta_s") is not None else ""
-            print(f"\rstep {data['done']}/{data['total']}{eta}   ", end="", file=sys.stderr, flush=True)
-        elif data.get("stage") == "loading":
-            print(f"loading {data.get('model', '')}...", file=sys.stderr, flush=True)
+        data = event.data
+        if isinstance(data, Step):
+            eta = f", about {data.eta_s:.0f} s left" if data.eta_s is not None else ""
+            print(f"\rstep {data.done}/{data.total}{eta}   ", end="", file=sys.stderr, flush=True)
+        elif isinstance(data, Loading):
+            print(f"loading {data.model}...", file=sys.stderr, flush=True)
 
     studio = Studio()
     started = time.monotonic()
@@ -497,6 +498,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from engines.benchmarks import run_benchmark
 
     options: dict[str, Any] = {"tokens": args.tokens, "repetitions": args.reps}
+    if args.name == "text":
+        try:  # the window's bridge, so that tokens are timed where the window receives them
+            from desktop.bench_text import QtReceiver
+
+            receiver = QtReceiver()
+            options.update(receiver=receiver, where=receiver.where)
+        except ImportError:
+            pass
     if args.name == "provenance":
         options = {"quick": args.quick}
     if args.name == "image":

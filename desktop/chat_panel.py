@@ -37,6 +37,7 @@ from engines.conversations import Conversation
 from engines.errors import EmberError
 from engines.jobs import JobEvent
 from engines.pipeline import Delivered, require_delivered
+from engines.progress import Loading, Running
 from engines.safety.policy import Category
 from engines.text.requests import ChatRequest, CompletionRequest, Sampling
 
@@ -561,13 +562,13 @@ class ChatPanel(QWidget):
 
     # -- job events (all on the GUI thread, through the bridge) ---------------------------------
     def _on_progress(self, data: Any) -> None:
-        if not isinstance(data, dict) or self._model is None:
+        if self._model is None:
             return
-        if data.get("stage") == "loading":
+        if isinstance(data, Loading):
             self.model_changed.emit(f"{self._model.name} (loading…)")
-        elif data.get("stage") == "generating":
+        elif isinstance(data, Running):
             self.model_changed.emit(self._model.name)
-            self.backend_changed.emit(str(data.get("backend", "CPU")))
+            self.backend_changed.emit(data.backend)
 
     def _on_token(self, text: str) -> None:
         if self._tokens == 0:

@@ -65,6 +65,7 @@ from desktop.queue_view import eta_text  # one wording for the time left, in the
 from engines.diffusion.requests import SCHEDULERS, DiffusionOptions, ImageBatchResult, ImageRequest
 from engines.errors import EmberError
 from engines.jobs import EventKind, JobEvent
+from engines.progress import Checking, Loading, Preview, Running, Step
 
 # About 30 preview renders a second: an engine may send a preview every step of a fast
 # model, and each render scales an image; the eye cannot follow faster anyway.
@@ -982,32 +983,29 @@ class ImagesPanel(QWidget):
         self.view.set_caption("Starting…")
 
     def _on_progress(self, data: Any) -> None:
-        if not isinstance(data, dict):
-            return
-        stage = data.get("stage")
-        if stage == "loading":
+        if isinstance(data, Loading):
             self.status.setText("Loading the model…")
             self.view.set_caption("Loading the model…")
             self.progress.setRange(0, 0)
-        elif stage == "checking":
+        elif isinstance(data, Checking):
             self.status.setText("Checking the prompt…")
-        elif stage == "generating":
+        elif isinstance(data, Running):
             self.status.setText("Generating…")
             self.view.set_caption("Generating…")
-        elif "done" in data and data.get("total"):
-            done, total = int(data["done"]), int(data["total"])
+        elif isinstance(data, Step) and data.total:
+            done, total = data.done, data.total
             self._last_step = (done, total)
             self.progress.setRange(0, total)
             self.progress.setValue(done)
             text = f"Step {done}/{total}"
             if done >= total:
                 text += " · checking and saving…"
-            elif eta := eta_text(data.get("eta_s")):
+            elif eta := eta_text(data.eta_s):
                 text += f" · {eta}"
             self.status.setText(text)
 
     def _on_preview(self, data: Any) -> None:
-        if isinstance(data, dict) and data.get("image") is not None:
+        if isinstance(data, Preview):
             self._pending_preview = data
             self._render_preview_throttled()
 
@@ -1016,10 +1014,10 @@ class ImagesPanel(QWidget):
         if data is None or self._op is None:
             return
         try:
-            image = qimage_from_array(data["image"])
+            image = qimage_from_array(data.image)
         except ValueError:
             return
-        index = int(data.get("index", 0))
+        index = data.index
         self.view.set_image(image)
         batch = self._request.batch_size if self._request is not None else 1
         done, total = self._last_step

@@ -38,6 +38,7 @@ from desktop.bridge import EventBridge, JobOp
 from engines.errors import EmberError
 from engines.jobs import EventKind, JobEvent
 from engines.models.downloads import DownloadProgress, DownloadRecord, DownloadRequest, DownloadState, human_bytes
+from engines.progress import Step
 from engines.studio import QueuedDownload
 
 RECENT_DOWNLOADS = 50
@@ -522,10 +523,10 @@ class JobRow(QFrame):
         self.state_label.setText("Running")
 
     def _on_progress(self, data: Any) -> None:
-        if isinstance(data, dict) and data.get("total"):
-            self.progress.setRange(0, int(data["total"]))
-            self.progress.setValue(int(data.get("done", 0)))
-            self.state_label.setText(f"{int(data.get('done', 0))} of {int(data['total'])}")
+        if isinstance(data, Step) and data.total:
+            self.progress.setRange(0, data.total)
+            self.progress.setValue(data.done)
+            self.state_label.setText(f"{data.done} of {data.total}")
 
     def _on_finished(self, event: JobEvent) -> None:
         self.state_label.setText(_JOB_STATES.get(event.kind, event.kind.value))

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 from desktop.bridge import EventBridge, JobOp
 from engines.errors import EmberError
 from engines.jobs import JobEvent
+from engines.progress import Step
 from engines.provenance.verify import VerifyReport, VerifyRequest
 
 _FILE_FILTER = "Images, audio and text (*.png *.jpg *.jpeg *.webp *.wav *.txt *.md);;All files (*)"
@@ -326,9 +327,9 @@ class VerifyPanel(QWidget):
 
     # -- results (on the GUI thread, through the bridge) ---------------------------------------
     def _on_progress(self, data: Any) -> None:
-        if isinstance(data, dict) and data.get("total"):
-            self.busy_bar.setRange(0, int(data["total"]))
-            self.busy_bar.setValue(int(data.get("done", 0)))
+        if isinstance(data, Step) and data.total:
+            self.busy_bar.setRange(0, data.total)
+            self.busy_bar.setValue(data.done)
 
     def _on_result(self, reports: list[VerifyReport]) -> None:
         self.clear_cards()

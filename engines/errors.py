@@ -35,6 +35,9 @@ class Cancelled(Exception):
         super().__init__("cancelled")
         self.partial = partial
 
+    def __reduce__(self) -> tuple[type, tuple[object]]:  # crosses the engine process boundary whole
+        return (Cancelled, (self.partial,))
+
 
 class OutputBlocked(Exception):
     """Raised by the output pipeline when a stage withholds an output.
@@ -46,6 +49,9 @@ class OutputBlocked(Exception):
         super().__init__(str(decision))
         self.decision = decision
 
+    def __reduce__(self) -> tuple[type, tuple[object]]:
+        return (OutputBlocked, (self.decision,))
+
 
 def describe_unexpected(exc: BaseException, what: str) -> str:
     """Return a one-paragraph message for an error nobody foresaw.
@@ -53,10 +59,63 @@ def describe_unexpected(exc: BaseException, what: str) -> str:
     It names the component and the error so that a bug report is useful, and tells
     the person that the app itself is fine and what to try.
     """
-    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    name = type(exc).__name__
+    return describe_failure(type(exc).__name__, str(exc), what)
+
+
+def describe_failure(name: str, message: str, what: str) -> str:
+    """The message of :func:`describe_unexpected` for an error known by its type's name and its message."""
+    detail = message.strip().splitlines()[0] if message.strip() else ""
     summary = f"{name}: {detail}" if detail else name
     return (
         f"The {what} stopped with an unexpected error ({summary}). "
         "Nothing else was affected; try again, and if it happens again please report it."
     )
+
+
+class EngineCrashed(EmberError):
+    """The engine process ended in the middle of a job: a crash in native code, an abort, or killed for memory.
+
+    ``exit_code`` is the process's (negative: the signal that ended it), ``phase`` "loading" or
+    "running", ``model`` the model's name as far as it is known. The Studio words the message
+    the person reads; ``str()`` is a plain default.
+    """
+
+    def __init__(self, what: str, exit_code: int | None, phase: str, model: str) -> None:
+        self.what = what
+        self.exit_code = exit_code
+        self.phase = phase
+        self.model = model
+        doing = "loading" if phase == "loading" else "generating with"
+        super().__init__(
+            f"The {what} stopped unexpectedly while {doing} {model or 'the model'} ({describe_exit(exit_code)}). "
+            "Ember restarted it."
+        )
+
+    def __reduce__(self) -> tuple[type, tuple[object, ...]]:
+        return (EngineCrashed, (self.what, self.exit_code, self.phase, self.model))
+
+
+_WINDOWS_CODES = {
+    0xC0000005: "an access violation",
+    0xC00000FD: "a stack overflow",
+    0xC0000409: "a buffer overrun",
+    0xC000001D: "an illegal instruction",
+    0xC0000017: "out of memory",
+}
+
+
+def describe_exit(exit_code: int | None) -> str:
+    """Say how a process ended, for a person: "signal 11", "signal 9: ... memory ...", "exit status 3"."""
+    import signal
+
+    if exit_code is None:
+        return "it stopped answering"
+    if exit_code < 0:
+        number = -exit_code
+        if number == getattr(signal, "SIGKILL", 9):
+            return f"signal {number}: the system ended it, most likely because memory ran out"
+        return f"signal {number}"
+    windows = _WINDOWS_CODES.get(exit_code & 0xFFFFFFFF)
+    if windows:
+        return f"{windows}, 0x{exit_code & 0xFFFFFFFF:08X}"
+    return f"exit status {exit_code}"

@@ -67,13 +67,43 @@ Listener = Callable[[JobEvent], None]
 
 
 class CancelToken:
-    """Set once by whoever cancels; checked by engines between their smallest steps."""
+    """Set once by whoever cancels; checked by engines between their smallest steps.
+
+    Code that cannot poll it (the Studio waiting on an engine process) registers a callback
+    with :meth:`on_cancel`, called once, on the cancelling thread.
+    """
 
     def __init__(self) -> None:
         self._event = threading.Event()
+        self._callbacks: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
 
     def cancel(self) -> None:
-        self._event.set()
+        with self._lock:
+            if self._event.is_set():
+                return
+            self._event.set()
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:  # a failing callback must not stop the cancel itself
+                log.exception("A cancel callback failed")
+
+    def on_cancel(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` when the token is cancelled (at once if it already is); returns a remover."""
+        with self._lock:
+            if not self._event.is_set():
+                self._callbacks.append(callback)
+
+                def remove() -> None:
+                    with self._lock:
+                        if callback in self._callbacks:
+                            self._callbacks.remove(callback)
+
+                return remove
+        callback()
+        return lambda: None
 
     @property
     def cancelled(self) -> bool:

@@ -176,6 +176,7 @@ class OutputSession:
         self._watchers = [w for w in (stage.watch(self.context) for stage in self._stages) if w is not None]
         self._text: list[str] = []
         self._length = 0
+        self._chunks = 0
         self._released = 0
         self.started_s = time.monotonic()
 
@@ -183,6 +184,16 @@ class OutputSession:
     def released_text(self) -> str:
         """The streamed text shown so far."""
         return self._whole()[: self._released]
+
+    @property
+    def received_text(self) -> str:
+        """All streamed text fed so far, shown or still held back by a watcher."""
+        return self._whole()
+
+    @property
+    def chunks_received(self) -> int:
+        """How many chunks (tokens) have been fed."""
+        return self._chunks
 
     def _whole(self) -> str:
         if len(self._text) > 1:
@@ -198,6 +209,7 @@ class OutputSession:
             return
         self._text.append(chunk)
         self._length += len(chunk)
+        self._chunks += 1
         if not self._watchers:
             self._released = self._length
             if self._on_text:

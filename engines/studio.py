@@ -6,36 +6,37 @@ submit requests to it; none of them calls an engine directly.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from engines.conversations import ConversationStore
 from engines.database import Database
-from engines.diffusion.requests import DiffusionOptions, GeneratedImages, ImageBatchResult, ImageRequest
-from engines.engine import Engine
-from engines.errors import Cancelled, EmberError, OutputBlocked
-from engines.hardware import llama_gpu_backend
+from engines.errors import Cancelled, EmberError, EngineCrashed, OutputBlocked, describe_exit
+from engines.host import EnginePool
+from engines.host.wire import LOADING, NOTICE, PREVIEW, RUNNING, STEP, TOKEN, EngineContext, EngineFactory, Ran
 from engines.jobs import EventKind, Job, JobQueue, Listener
-from engines.media import ImageOutput
+from engines.modalities import media_of, modality_for_options, modality_of
+from engines.modality import Finished, Modality
 from engines.models.downloads import DownloadRequest, DownloadResult, DownloadState, DownloadStore
-from engines.paths import database_path, outputs_dir
-from engines.pipeline import Delivered, OutputPipeline, OutputRecord, OutputSession, Stage, StageDecision
+from engines.paths import database_path
+from engines.pipeline import OutputPipeline, OutputRecord, OutputSession, Stage, StageDecision
+from engines.progress import Checking, Loading, Preview, Running, Step
 from engines.provenance.keys import installation_key
 from engines.provenance.stage import ProvenanceStage
 from engines.provenance.verify import VerifyReport, VerifyRequest, verify_file
 from engines.records import RecordStore
-from engines.registry import ModelRegistry
 from engines.safety.audit import AuditLog
 from engines.safety.filter import SafetyFilter
 from engines.safety.policy import Policy
 from engines.safety.stage import SafetyStage
 from engines.settings import SettingsStore
-from engines.text.requests import ChatRequest, CompletionRequest, ModelOptions, TextOutput
+from engines.text.requests import ModelOptions
 
 log = logging.getLogger(__name__)
 
@@ -49,68 +50,76 @@ class QueuedDownload:
     The pause event travels with the job, so a pause set before the worker starts it is seen too.
     """
 
+    PROMPTLESS: ClassVar[bool] = True  # a model to fetch, no text a person wrote
+
     download_id: int
     request: DownloadRequest
     pause: threading.Event = field(default_factory=threading.Event, compare=False, repr=False)
 
 
-_KINDS: dict[type, str] = {ChatRequest: "text", CompletionRequest: "text", ImageRequest: "image"}
-
-
 class JobProgress:
-    """The :class:`engines.engine.Progress` an engine gets: events for one job, text via the pipeline."""
+    """Turns what an engine process reports into the job's events, each through the pipeline.
 
-    def __init__(self, job: Job, session: OutputSession, *more: OutputSession) -> None:
-        self._job = job
-        self._session = session
-        # A batch of images has one session per image, so each preview is checked as its own.
-        self._sessions = (session, *more)
-
-    def token(self, text: str) -> None:
-        self._session.feed(text)
-
-    def step(self, done: int, total: int) -> None:
-        self._job.emit(EventKind.PROGRESS, {"done": done, "total": total})
-
-    def notice(self, message: str) -> None:
-        self._job.emit(EventKind.NOTICE, message)
-
-    def preview(self, image: Any, index: int = 0) -> None:
-        shown = self._sessions[index].preview(image)
-        if shown is not None:
-            self._job.emit(EventKind.PREVIEW, {"index": index, "image": shown})
-
-    def wants_preview(self) -> bool:
-        return bool(getattr(self._job.request, "preview", False))
-
-
-class ImageJobProgress(JobProgress):
-    """Progress for a batch of images (one pipeline session per image): steps carry the time left."""
-
-    def __init__(self, job: Job, sessions: Sequence[OutputSession]) -> None:
-        super().__init__(job, *sessions)
-        self._started_s = time.monotonic()
-
-    def step(self, done: int, total: int) -> None:
-        elapsed = time.monotonic() - self._started_s
-        eta = elapsed / done * (total - done) if done else None
-        self._job.emit(EventKind.PROGRESS, {"done": done, "total": total, "elapsed_s": elapsed, "eta_s": eta})
-
-
-def make_engine(key: Any, *, text_watermark_key: bytes | None = None) -> Engine:
-    """Return a (not yet loaded) engine for load options ``key``; raises EmberError for unknown kinds.
-
-    Text engines sample with the watermark keyed by ``text_watermark_key`` when one is given.
+    Runs on the worker thread. Streamed text goes into the (single) session, which shows
+    what its watchers release; each preview is checked by its own image's session.
     """
-    if isinstance(key, ModelOptions):
-        from engines.text.llama import LlamaEngine
 
-        return LlamaEngine(key, watermark_key=text_watermark_key)
-    if isinstance(key, DiffusionOptions):
-        from engines.diffusion.engine import DiffusionEngine
+    def __init__(self, job: Job, sessions: list[OutputSession]) -> None:
+        self._job = job
+        self._sessions = sessions
+        self.info: Any = None  # the EngineInfo, once the engine reported it
+        self.started_s = time.monotonic()
+        self.running_s: float | None = None
 
-        return DiffusionEngine(key)
-    raise EmberError(f"Ember has no engine for {type(key).__name__}.")
+    def on_event(self, kind: str, data: Any) -> None:
+        job = self._job
+        if kind == TOKEN:
+            self._sessions[0].feed(data)
+        elif kind == STEP:
+            done, total = data
+            elapsed = time.monotonic() - (self.running_s or self.started_s)
+            eta = elapsed / done * (total - done) if done else None
+            job.emit(EventKind.PROGRESS, Step(done, total, elapsed, eta))
+        elif kind == PREVIEW:
+            index, image = data
+            shown = self._sessions[index].preview(image)
+            if shown is not None:
+                job.emit(EventKind.PREVIEW, Preview(index, shown))
+        elif kind == NOTICE:
+            job.emit(EventKind.NOTICE, data)
+        elif kind == LOADING:
+            job.emit(EventKind.PROGRESS, Loading(data.name))
+        elif kind == RUNNING:
+            self.info = data
+            self.running_s = time.monotonic()
+            job.emit(EventKind.PROGRESS, Running(data.name, data.backend))
+
+    def timings(self) -> dict[str, float]:
+        """When the job waited, and how long its model took to load (0 when it was loaded already)."""
+        ran = self.running_s or time.monotonic()
+        return {"queued_s": self.started_s - self._job.created_s, "load_s": ran - self.started_s}
+
+
+def engine_factory_for(options: Any) -> EngineFactory:
+    """The engine factory for load options: a modality's, or one of the safety checkers' and the verifier's.
+
+    Raises EmberError for options no engine loads.
+    """
+    from engines.safety.image import ImageClassifierOptions, make_image_classifier
+    from engines.text.vocab import VocabOptions, make_vocab_engine
+
+    modality = modality_for_options(options)
+    if modality is not None:
+        return modality.make_engine
+    if isinstance(options, ImageClassifierOptions):
+        return make_image_classifier
+    if isinstance(options, VocabOptions):
+        return make_vocab_engine
+    raise EmberError(f"Ember has no engine for {type(options).__name__}.")
+
+
+def _engine_context(text_watermark_key: bytes | None = None) -> EngineContext:
+    return EngineContext(text_watermark_key=text_watermark_key, log_level=logging.getLogger().getEffectiveLevel())
 
 
 _GUARD_CONTEXT_TOKENS = 4096
@@ -126,65 +135,65 @@ def open_safety_filter(db_path: Path | str | None = None) -> tuple[SafetyFilter,
 
     For ``main.py check``. The guard model, if one is set, runs here too.
     """
+    from engines.safety.image import RemoteImageSafety
+
     db = Database(db_path or database_path())
     settings = SettingsStore(db)
-    safety = SafetyFilter(_load_policy(settings), AuditLog(db))
-    registry = ModelRegistry(make_engine)
+    engines = EnginePool(_engine_context(), engine_factory_for)
+    safety = SafetyFilter(_load_policy(settings), AuditLog(db), image_factory=lambda: RemoteImageSafety(engines))
     guard = settings.get("safety.guard_model")
     if isinstance(guard, str) and guard:
-        safety.guard = _guard_checker(registry, guard)
+        safety.guard = _guard_checker(engines, guard)
 
     def close() -> None:
-        registry.unload_all()
+        engines.close()
         db.close()
 
     return safety, close
 
 
-def _guard_checker(registry: ModelRegistry, path: str) -> Any:
+def _guard_checker(engines: EnginePool, path: str) -> Any:
     from engines.safety.guard import GuardChecker
     from engines.text.gguf_header import read_gguf_header
 
     read_gguf_header(path)  # a clear ModelFileError for a missing or broken file, before anything loads
-    return GuardChecker(registry, ModelOptions(path, context_tokens=_GUARD_CONTEXT_TOKENS)).check
+    return GuardChecker(engines, ModelOptions(path, context_tokens=_GUARD_CONTEXT_TOKENS)).check
 
 
 class Studio:
-    """Everything behind the window and the command line."""
+    """Everything behind the window and the command line.
 
-    def __init__(
-        self,
-        db_path: Path | str | None = None,
-        stages: Sequence[Stage] = (),
-        engine_factory: Callable[[Any], Engine] | None = None,
-    ) -> None:
+    Engines run in engine processes (:attr:`engines`): one per lane, and one for the safety
+    checkers that run models; no inference library loads in the Studio's own process.
+    """
+
+    def __init__(self, db_path: Path | str | None = None, stages: Sequence[Stage] = ()) -> None:
         self.db = Database(db_path or database_path())
         self.settings = SettingsStore(self.db)
         self.records = RecordStore(self.db)
         self.conversations = ConversationStore(self.db)
         self.audit = AuditLog(self.db)
         self.key = installation_key()
-        self.safety = SafetyFilter(_load_policy(self.settings), self.audit)
+        from engines.safety.image import RemoteImageSafety
+
+        self.engines = EnginePool(_engine_context(self.key.derive("text-watermark")), engine_factory_for)
+        self.registry = self.engines  # what is loaded where: loaded(), unload(), unload_all()
+        self.safety = SafetyFilter(
+            _load_policy(self.settings), self.audit, image_factory=lambda: RemoteImageSafety(self.engines)
+        )
         # Safety first, then the watermarks: no stage list a caller passes can go around them.
         self.pipeline = OutputPipeline((SafetyStage(self.safety), ProvenanceStage(self.key), *stages), [self.records])
-        text_key = self.key.derive("text-watermark")
-        self.registry = ModelRegistry(
-            engine_factory or (lambda options: make_engine(options, text_watermark_key=text_key))
-        )
-        self._handlers: dict[type, Callable[[Job], Any]] = {
-            ChatRequest: self._run_text,
-            CompletionRequest: self._run_text,
-            VerifyRequest: self._run_verify,
-            ImageRequest: self._run_image,
-        }
+        # Jobs that are not a modality's: reports about files, and model downloads.
+        self._handlers: dict[type, Callable[[Job], Any]] = {VerifyRequest: self._run_verify}
         self._request_checks: list[RequestCheck] = [self.safety.check_request]
         self._tokenizers: dict[str, Callable[[str], list[int]]] = {}
         guard = self.settings.get("safety.guard_model")
         if isinstance(guard, str) and guard:
             try:
-                self.safety.guard = _guard_checker(self.registry, guard)
+                self.safety.guard = _guard_checker(self.engines, guard)
             except EmberError:
                 log.warning("The guard model %s cannot be used any more; checking without it.", guard)
+        self._gpu: bool | None = None
         self.downloads = DownloadStore(self.db)
         self._download_jobs: dict[int, Job] = {}
         self._handlers[QueuedDownload] = self._run_download
@@ -212,7 +221,7 @@ class Studio:
         Raises EmberError (ModelFileError) for a missing or broken file; nothing changes then.
         """
         if path:
-            self.safety.guard = _guard_checker(self.registry, path)
+            self.safety.guard = _guard_checker(self.engines, path)
         else:
             self.safety.guard = None
         self.settings.set("safety.guard_model", path or "")
@@ -227,7 +236,7 @@ class Studio:
         A request the checks refuse (an unsafe prompt) still returns a job: it ends at
         once as ``blocked`` with the reason, and its refusal is recorded.
         """
-        if type(request) not in self._handlers:
+        if type(request) not in self._handlers and modality_of(request) is None:
             raise EmberError(f"Ember does not know how to run a {type(request).__name__}.")
         try:
             for check in self._request_checks:
@@ -235,7 +244,7 @@ class Studio:
         except OutputBlocked as blocked:
             job = self.queue.reject(request, blocked.decision, listener=listener)
             decisions = (blocked.decision,) if isinstance(blocked.decision, StageDecision) else ()
-            self.pipeline.record_refusal(job.id, _KINDS.get(type(request), "text"), decisions)
+            self.pipeline.record_refusal(job.id, media_of(request), decisions)
             return job
         return self.queue.submit(request, priority=priority, listener=listener)
 
@@ -324,10 +333,9 @@ class Studio:
     def unload_models(self) -> dict[str, int]:
         """Unload every idle model; returns {model name: estimated bytes freed}."""
         freed: dict[str, int] = {}
-        for key, engine in self.registry.loaded():
-            estimate = engine.memory_estimate()
-            if self.registry.unload(key):
-                freed[getattr(engine, "name", str(key))] = estimate
+        for key, info in self.engines.loaded():
+            if self.engines.unload(key):
+                freed[info.name] = info.memory_bytes
         return freed
 
     def close(self, timeout_s: float = 5.0) -> bool:
@@ -348,7 +356,7 @@ class Studio:
         for job in interrupted:
             self.downloads.mark(job.request.download_id, DownloadState.QUEUED)
         self._warm_up.join(timeout_s)
-        self.registry.unload_all()
+        self.engines.close()
         self.db.close()
         return ended
 
@@ -356,19 +364,98 @@ class Studio:
     def _route(self, request: Any) -> str:
         if isinstance(request, QueuedDownload):
             return "download"
-        device = getattr(getattr(request, "model", None), "device", "cpu")
-        if device == "gpu":
-            return "gpu"
-        if device == "auto" and llama_gpu_backend.cache_info().currsize and llama_gpu_backend():
+        modality = modality_of(request)
+        device = modality.device_of(request) if modality is not None else "cpu"
+        if device == "gpu" or (device == "auto" and self._has_gpu()):
             return "gpu"
         return "cpu"
+
+    def _has_gpu(self) -> bool:
+        if self._gpu is None:
+            from engines.hardware import gpus
+
+            self._gpu = bool(gpus())
+        return self._gpu
 
     def _run(self, job: Job) -> Any:
         if self.safety.guard is not None and not isinstance(job.request, (VerifyRequest, QueuedDownload)):
             # The guard model is too slow for submission time: it judges the prompt here, before the engine runs.
-            job.emit(EventKind.PROGRESS, {"stage": "checking"})
+            job.emit(EventKind.PROGRESS, Checking())
             self.safety.check_request(job.request, guard_only=True, job_id=job.id)
-        return self._handlers[type(job.request)](job)
+        handler = self._handlers.get(type(job.request))
+        if handler is not None:
+            return handler(job)
+        modality = modality_of(job.request)
+        assert modality is not None  # submit() let only known requests in
+        return self._run_modality(job, modality)
+
+    def _run_modality(self, job: Job, modality: Modality) -> Any:
+        """The one run path: the engine (in the lane's engine process), then every output through the pipeline.
+
+        Text streams through its session as it is made; each image of a batch has its own
+        session (its previews are checked by it). What the pipeline delivers goes to the
+        modality's sink. A cancel keeps what was made (a partial reply); a crash of the engine
+        process keeps it too, and the job fails with a message that says what happened.
+        """
+        request = job.request
+        on_text = (lambda text: job.emit(EventKind.TOKEN, text)) if modality.media == "text" else None
+        count = modality.outputs(request)
+        sessions = [self.pipeline.open(job.id, modality.media, request, on_text=on_text) for _ in range(count)]
+        progress = JobProgress(job, sessions)
+        options = modality.options_of(request)
+        try:
+            ran: Ran = self.engines.run(
+                job.lane, options, request, on_event=progress.on_event, cancel=job.cancel_token, what=modality.title
+            )
+        except Cancelled as stop:
+            partial = stop.partial if isinstance(stop.partial, Ran) else None
+            if partial is not None and partial.output is not None:
+                finished = modality.split(request, partial)
+            else:  # the process was ended for not stopping: keep what had arrived
+                finished = modality.salvage(request, sessions, progress.info)
+            raise Cancelled(self._deliver(modality, request, sessions, finished, progress, partial=True)) from None
+        except EngineCrashed as crash:
+            finished = modality.salvage(request, sessions, progress.info)
+            try:
+                self._deliver(modality, request, sessions, finished, progress, partial=True)
+            except OutputBlocked:
+                pass  # an unsafe partial reply is not kept; the failure is still what the person must hear
+            doing = "loading" if crash.phase == "loading" else "generating with"
+            model = crash.model or getattr(progress.info, "name", "") or "the model"
+            raise EmberError(
+                f"The {modality.title} stopped unexpectedly while {doing} {model} ({describe_exit(crash.exit_code)}). "
+                f"Ember restarted it; {modality.lost}"
+            ) from None
+        return self._deliver(modality, request, sessions, modality.split(request, ran), progress, partial=False)
+
+    def _deliver(
+        self,
+        modality: Modality,
+        request: Any,
+        sessions: list[OutputSession],
+        finished: list[Finished],
+        progress: JobProgress,
+        *,
+        partial: bool,
+    ) -> Any:
+        """Finish each output through its session and hand the delivered ones to the sink; None when none were.
+
+        Raises the first OutputBlocked when every output was withheld.
+        """
+        delivered, withheld = [], []
+        first_block: OutputBlocked | None = None
+        base = progress.timings()
+        for session, (output, provenance, timings) in zip(sessions, finished, strict=False):
+            try:
+                delivered.append(session.finish(output, provenance, {**base, **timings}, partial=partial))
+            except OutputBlocked as blocked:
+                first_block = first_block or blocked
+                withheld.append(getattr(blocked.decision, "reason", "") or str(blocked))
+        if not delivered:
+            if first_block is not None:
+                raise first_block
+            return None
+        return modality.sink(self, request, delivered, withheld)
 
     def _run_verify(self, job: Job) -> list[VerifyReport]:
         paths = job.request.paths
@@ -378,7 +465,7 @@ class Studio:
             reports.append(
                 verify_file(path, self.key, find_records=self._find_records, text_tokenizers=self._text_tokenizers)
             )
-            job.emit(EventKind.PROGRESS, {"done": done, "total": len(paths)})
+            job.emit(EventKind.PROGRESS, Step(done, len(paths)))
         return reports
 
     def _find_records(self, kind: str, payload: int | None, text: str) -> list[OutputRecord]:
@@ -400,90 +487,16 @@ class Studio:
     def _text_tokenizers(self) -> list[Callable[[str], list[int]]]:
         """The tokenizers of the embedded models and of every model in recent records (made once each)."""
         from engines.models.embedded import EMBEDDED_TEXT_MODELS
-        from engines.provenance.text_mark import gguf_tokenizer
+        from engines.text.vocab import VocabOptions
 
         paths = [str(m.path()) for m in EMBEDDED_TEXT_MODELS if m.installed]
         paths += [r.provenance.model_path for r in self.records.recent(200) if r.kind == "text"]
         for path in dict.fromkeys(paths):
             if path and path not in self._tokenizers and Path(path).exists():
+                options = VocabOptions(path)
                 try:
-                    self._tokenizers[path] = gguf_tokenizer(path)
+                    self.engines.call("safety", options, "load", what="verifier")
                 except EmberError:
                     continue
+                self._tokenizers[path] = functools.partial(self.engines.call, "safety", options, "tokenize")
         return list(self._tokenizers.values())
-
-    def _run_text(self, job: Job) -> Delivered:
-        request: ChatRequest | CompletionRequest = job.request
-        started = time.monotonic()
-
-        def loading(engine: Engine) -> None:
-            job.emit(EventKind.PROGRESS, {"stage": "loading", "model": getattr(engine, "name", "")})
-
-        with self.registry.use(request.model, on_loading=loading) as engine:
-            loaded = time.monotonic()
-            job.emit(EventKind.PROGRESS, {"stage": "generating", "backend": engine.backend})
-            session = self.pipeline.open(job.id, "text", request, on_text=lambda t: job.emit(EventKind.TOKEN, t))
-            try:
-                output: TextOutput = engine.run(request, JobProgress(job, session), job.cancel_token)
-            except Cancelled as stop:
-                partial = stop.partial
-                if isinstance(partial, TextOutput) and partial.text:
-                    timings = _timings(job, started, loaded, partial)
-                    delivered = session.finish(partial, engine.provenance(request, partial), timings, partial=True)
-                    raise Cancelled(delivered) from None
-                raise
-            timings = _timings(job, started, loaded, output)
-            return session.finish(output, engine.provenance(request, output), timings)
-
-    def _run_image(self, job: Job) -> ImageBatchResult:
-        request: ImageRequest = job.request
-        started = time.monotonic()
-
-        def loading(engine: Engine) -> None:
-            job.emit(EventKind.PROGRESS, {"stage": "loading", "model": getattr(engine, "name", "")})
-
-        with self.registry.use(request.model, on_loading=loading) as engine:
-            loaded = time.monotonic()
-            job.emit(EventKind.PROGRESS, {"stage": "generating", "backend": engine.backend})
-            sessions = [self.pipeline.open(job.id, "image", request) for _ in range(request.batch_size)]
-            output: GeneratedImages = engine.run(request, ImageJobProgress(job, sessions), job.cancel_token)
-            base = engine.provenance(request, output)
-        delivered: list[Delivered] = []
-        withheld: list[str] = []
-        first_block: OutputBlocked | None = None
-        timings = {"queued_s": started - job.created_s, "load_s": loaded - started}
-        timings.update({k: float(v) for k, v in output.timings.items() if isinstance(v, (int, float))})
-        for index, (pixels, parameters) in enumerate(zip(output.images, output.parameters, strict=True)):
-            image = ImageOutput(pixels, dict(parameters), index=index)
-            provenance = replace(base, settings=dict(parameters), seed=parameters.get("seed", base.seed))
-            try:
-                delivered.append(sessions[index].finish(image, provenance, timings))
-            except OutputBlocked as blocked:
-                first_block = first_block or blocked
-                withheld.append(getattr(blocked.decision, "reason", "") or str(blocked))
-        if first_block is not None and not delivered:
-            raise first_block
-        paths = tuple(str(self._save_image(item)) for item in delivered)
-        return ImageBatchResult(tuple(delivered), paths, tuple(withheld))
-
-    def _save_image(self, item: Delivered) -> Path:
-        from engines.provenance.files import save_image
-
-        folder = outputs_dir() / item.record.created_utc[:10]
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise EmberError(f"Ember cannot make the folder {folder} for the image ({exc.strerror}).") from exc
-        return save_image(item, folder / f"{item.record.output_id}.png")
-
-
-def _timings(job: Job, started: float, loaded: float, output: TextOutput) -> dict[str, float]:
-    return {
-        "queued_s": started - job.created_s,
-        "load_s": loaded - started,
-        "prompt_s": output.prompt_s,
-        "generation_s": output.generation_s,
-        "prompt_tokens": output.prompt_tokens,
-        "generated_tokens": output.generated_tokens,
-        "tokens_per_s": output.tokens_per_s,
-    }

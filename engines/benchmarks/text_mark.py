@@ -39,6 +39,7 @@ from engines.models.embedded import DEFAULT_TEXT_MODEL
 from engines.provenance import text_mark as tm
 from engines.text.llama import LlamaEngine
 from engines.text.requests import ChatRequest, Message, ModelOptions, Sampling
+from engines.text.vocab import vocab_tokenizer
 
 # Each asks for a long reply: the goal is about 200-token outputs, and a reply that ends sooner says less.
 PROMPTS = (
@@ -258,7 +259,7 @@ def compare_schemes(size: str = "full", max_tokens: int = 200, threads: int = 1,
     path = str(DEFAULT_TEXT_MODEL.path())
     options = ModelOptions(path, context_tokens=1024, threads=threads, device="cpu")
     engine = LlamaEngine(options, watermark_key=key)
-    tokenize = tm.gguf_tokenizer(path)
+    tokenize = vocab_tokenizer(path)
     compared = schemes(sampling.temperature)
     started = time.perf_counter()
     engine.load()

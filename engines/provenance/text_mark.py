@@ -25,7 +25,6 @@ tail of the sum, corrected for trying KEY_COUNT keys.
 from __future__ import annotations
 
 import ctypes
-import functools
 import hashlib
 import logging
 import math
@@ -279,26 +278,7 @@ def detect_text(text: str, key: bytes, tokenize: Callable[[str], list[int]]) -> 
     """Return whether ``text`` carries this key's watermark, with its score, z and p-value.
 
     ``tokenize`` is the tokenizer of the model that may have written it (see
-    ``gguf_tokenizer``). Below ``MIN_TOKENS`` scored tokens the verdict is
+    ``engines.text.vocab``). Below ``MIN_TOKENS`` scored tokens the verdict is
     "too short to tell". Raises nothing for any text.
     """
     return detect_tokens(tokenize(text), key)
-
-
-@functools.lru_cache(maxsize=8)
-def gguf_tokenizer(path: str) -> Callable[[str], list[int]]:
-    """Return a tokenizer for the GGUF model at ``path`` (its vocabulary only, no weights: fast).
-
-    Raises ValueError when llama.cpp cannot read the file's vocabulary.
-    """
-    import llama_cpp
-
-    from engines.text.llama import _route_llama_log
-
-    _route_llama_log(llama_cpp)  # llama.cpp's warnings go to logging, not stderr
-    vocab = llama_cpp.Llama(path, vocab_only=True, verbose=False)
-
-    def tokenize(text: str) -> list[int]:
-        return vocab.tokenize(text.encode("utf-8"), add_bos=False, special=False)
-
-    return tokenize

@@ -15,7 +15,7 @@ import wave
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -27,6 +27,8 @@ from engines.provenance.keys import InstallationKey
 @dataclass(frozen=True)
 class VerifyRequest:
     """Verify files (submitted to the Studio's queue by the Verify panel and the CLI)."""
+
+    PROMPTLESS: ClassVar[bool] = True  # file paths, no text a person wrote for a model
 
     paths: tuple[str, ...]
 

@@ -30,10 +30,17 @@ class SafetyFilter:
     """Checks under the current policy and logs every decision.
 
     ``text`` defaults to the rule and classifier layers (:class:`engines.safety.text.TextSafety`);
-    the image classifier is made on first use (it imports onnxruntime), on a worker.
+    the image classifier is made on first use by ``image_factory`` (the Studio's runs its model in an
+    engine process); without one it runs here (it imports onnxruntime), on a worker.
     """
 
-    def __init__(self, policy: Policy | None = None, audit: AuditLog | None = None, text: Any = None) -> None:
+    def __init__(
+        self,
+        policy: Policy | None = None,
+        audit: AuditLog | None = None,
+        text: Any = None,
+        image_factory: Callable[[], Any] | None = None,
+    ) -> None:
         self.policy = policy or Policy()
         self.audit = audit
         if text is None:
@@ -43,6 +50,7 @@ class SafetyFilter:
         self.text = text
         self.guard: TextChecker | None = None
         self._image: Any = None
+        self._image_factory = image_factory
         self._image_lock = threading.Lock()
 
     def warm_up(self) -> None:
@@ -69,9 +77,12 @@ class SafetyFilter:
         """The image classifier (open-nsfw), made on first use."""
         with self._image_lock:
             if self._image is None:
-                from engines.safety.image import ImageSafety
+                if self._image_factory is not None:
+                    self._image = self._image_factory()
+                else:
+                    from engines.safety.image import ImageSafety
 
-                self._image = ImageSafety()
+                    self._image = ImageSafety()
             return self._image
 
     def check_image(self, pixels: np.ndarray) -> Verdict:
@@ -85,10 +96,10 @@ class SafetyFilter:
     def check_request(self, request: Any, *, guard_only: bool = False, job_id: int | None = None) -> None:
         """Check what a person asked for; raise OutputBlocked (with a decision for them) to refuse it.
 
-        Chat: the newest user message and the system prompt. Completion: the text to
-        continue. Image and speech requests: their ``prompt`` or ``text`` (never the
-        negative prompt, which only steers away from things). ``guard_only`` asks only
-        the guard model (on the worker, after the fast layers passed at submission).
+        Which texts those are, the request's modality says (:func:`prompt_texts`); a request
+        no modality runs and that does not declare itself free of prompts is refused.
+        ``guard_only`` asks only the guard model (on the worker, after the fast layers
+        passed at submission).
         """
         if guard_only and self.guard is None:
             return
@@ -135,21 +146,29 @@ def decision_for(verdict: Verdict, what: str) -> StageDecision:
 
 
 def prompt_texts(request: Any) -> list[str]:
-    """Return the texts in ``request`` that a person wrote and that must be checked as prompts."""
-    from engines.text.requests import ChatRequest, CompletionRequest
+    """Return the texts in ``request`` that a person wrote and that must be checked as prompts.
 
-    if isinstance(request, ChatRequest):
-        texts = [m.content for m in request.messages if m.role == "user"][-1:]
-        if request.system_prompt.strip():
-            texts.append(request.system_prompt)
-        return texts
-    if isinstance(request, CompletionRequest):
-        return [request.prompt]
-    for name in ("prompt", "text"):
-        value = getattr(request, name, None)
-        if isinstance(value, str) and value.strip():
-            return [value]
-    return []
+    Each modality says which they are (``Modality.prompt_texts``). Requests that carry no text
+    a person wrote say so with ``PROMPTLESS = True`` (file checks, downloads). Anything else
+    cannot be read, so it is refused: the check fails closed.
+    """
+    from engines.modalities import modality_of
+
+    modality = modality_of(request)
+    if modality is not None:
+        return [text for text in modality.prompt_texts(request) if text.strip()]
+    if getattr(type(request), "PROMPTLESS", False):
+        return []
+    raise OutputBlocked(
+        StageDecision(
+            "safety",
+            "blocked",
+            "",
+            None,
+            "safety",
+            f"Your request was stopped by the safety filter: Ember cannot check a {type(request).__name__}.",
+        )
+    )
 
 
 def category_of(decision: StageDecision) -> Category | None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import importlib.util
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -249,3 +250,62 @@ class ImageSafety:
         beside a denoising step. A preview is usually small, which makes the resize free.
         """
         return [Finding(Category.SEXUAL, self.score(pixels), CHECKER, rule="preview")]
+
+
+# -- in an engine process ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ImageClassifierOptions:
+    """The open_nsfw model file (None: the bundled one) and the threads to run it with."""
+
+    model_path: str | None = None
+    threads: int | None = None
+
+
+class ImageClassifierEngine:
+    """The classifier's onnxruntime session, as an engine in an engine process (see RemoteImageSafety)."""
+
+    kind = "safety"
+    backend = "CPU"
+    name = CHECKER
+
+    def __init__(self, options: ImageClassifierOptions) -> None:
+        self._checker = ImageSafety(options.model_path, threads=options.threads)
+
+    def memory_estimate(self) -> int:
+        return 96 * 2**20  # the 23 MB graph, onnxruntime's arenas for a batch of 8
+
+    def load(self) -> None:
+        self._checker.load()
+
+    def unload(self) -> None:
+        self._checker = ImageSafety(self._checker._model_path, threads=self._checker._threads)
+
+    def run_batch(self, batch: np.ndarray) -> np.ndarray:
+        """P(safe), P(nsfw) for each preprocessed image of ``batch``."""
+        return self._checker._run(batch)
+
+
+def make_image_classifier(options: ImageClassifierOptions, context: Any) -> ImageClassifierEngine:
+    """The engine factory (runs in the engine process)."""
+    return ImageClassifierEngine(options)
+
+
+class RemoteImageSafety(ImageSafety):
+    """The image checker whose onnxruntime session lives in an engine process.
+
+    Preparing each image stays here (Pillow and numpy); only the 224x224 batch goes to
+    ``pool``'s "safety" process, so onnxruntime never loads in the window's process.
+    """
+
+    def __init__(self, pool: Any, model_path: str | Path | None = None, *, threads: int | None = None) -> None:
+        super().__init__(model_path, threads=threads)
+        self._pool = pool
+
+    def _options(self) -> ImageClassifierOptions:
+        return ImageClassifierOptions(str(self.model_path), self._threads)
+
+    def load(self) -> None:
+        self._pool.call("safety", self._options(), "load", what="image safety checker")
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        return self._pool.call("safety", self._options(), "run_batch", batch, what="image safety checker")

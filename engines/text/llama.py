@@ -3,15 +3,18 @@
 Chat uses the model's own chat template from its GGUF metadata; base models
 without one do plain completion. Tokens stream one by one through the pipeline,
 and the cancel token is checked after every token.
+
+Same seed, same reply: prompts are evaluated in canonical blocks and the cache is reused only
+where that is bit for bit what a fresh load computes (engines/text/prompt_cache.py); a reply is
+evaluated again in its canonical blocks in idle time (:meth:`LlamaEngine.idle`), so the next
+turn reuses it. llama-cpp-python's own prefix reuse changes the logits a little (a token
+evaluated alone takes other kernels than one inside a batch), and a sampled reply drifts.
 """
 
 from __future__ import annotations
 
 import codecs
-import ctypes
-import logging
 import secrets
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -25,38 +28,16 @@ from engines.models.hashes import file_sha256
 from engines.pipeline import Provenance
 from engines.text.chat_template import ChatTemplate
 from engines.text.gguf_header import GGUFHeader, read_gguf_header
+from engines.text.prompt_cache import PromptCache
 from engines.text.requests import ChatRequest, CompletionRequest, Message, ModelOptions, TextOutput
 
 # llama.cpp's compute buffers and the process's own overhead, beyond weights and KV cache.
 _COMPUTE_OVERHEAD_BYTES = 160 * 2**20
-
-
-# ggml's log levels (ggml.h); llama-cpp-python 0.3.36's own table predates them and prints
-# every warning to stderr as if it were an error.
-_GGML_LEVELS = {1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
-_llama_log = logging.getLogger("engines.llama_cpp")
-_log_router: Any = None
-_log_lock = threading.Lock()
-
-
-def _route_llama_log(llama_cpp: Any) -> None:
-    """Send llama.cpp's log to Python logging (logger ``engines.llama_cpp``) at its real levels."""
-    global _log_router
-    with _log_lock:
-        if _log_router is not None:
-            return
-        last = [logging.DEBUG]
-
-        @llama_cpp.llama_log_callback
-        def router(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
-            mapped = last[0] if level == 5 else _GGML_LEVELS.get(level, logging.DEBUG)
-            last[0] = mapped
-            message = text.decode("utf-8", "replace").rstrip()
-            if message:
-                _llama_log.log(mapped, "%s", message)
-
-        llama_cpp.llama_log_set(router, ctypes.c_void_p(0))
-        _log_router = router  # the C side keeps only a pointer: keep the callback alive
+# Prompt blocks (see the module docstring). On the CPU 128 tokens a batch cost 0-10% of prompt speed
+# beside 512 (bench prompt-cache) and leave at most 127 tokens of a cached prompt to evaluate again;
+# a GPU wants big batches.
+CPU_BLOCK_TOKENS = 128
+GPU_BLOCK_TOKENS = 512
 
 
 class LlamaEngine:
@@ -80,6 +61,8 @@ class LlamaEngine:
         self._template: ChatTemplate | None = None
         self._sha256 = ""
         self._pieces: dict[int, bytes] = {}
+        self.block_tokens = CPU_BLOCK_TOKENS
+        self._cache: PromptCache | None = None  # made at load: it needs the vocabulary's end-of-turn tokens
 
     # -- the Engine protocol -------------------------------------------------------------
     @property
@@ -94,6 +77,20 @@ class LlamaEngine:
         """Return weights + KV cache at the chosen context + compute buffers, in bytes."""
         return self.header.file_bytes + self.header.kv_cache_bytes(self.context_tokens) + _COMPUTE_OVERHEAD_BYTES
 
+    def details(self) -> dict[str, Any]:
+        """What the Studio may read of this engine when it runs in an engine process."""
+        from engines.text.cpu_backend import loaded_cpu_backend
+
+        cpu = loaded_cpu_backend()
+        return {
+            "context_tokens": self.context_tokens,
+            "threads": self.threads,
+            "has_chat_template": self.has_chat_template,
+            "block_tokens": self.block_tokens,
+            "cpu_variant": cpu.variant if cpu else "",
+            "sha256": self._sha256,
+        }
+
     def load(self) -> None:
         """Load the model with llama.cpp, offloading to the GPU when asked and possible.
 
@@ -101,9 +98,9 @@ class LlamaEngine:
         """
         if self._llm is not None:
             return
-        import llama_cpp  # heavy: imported here, in the worker, never at start-up
+        from engines.text.cpu_backend import ready_llama_cpp
 
-        _route_llama_log(llama_cpp)
+        llama_cpp = ready_llama_cpp()  # heavy: here, in the engine process, never at start-up
 
         if self.context_tokens < self.options.context_tokens:
             self.notes.append(
@@ -125,6 +122,9 @@ class LlamaEngine:
                 raise self._load_error(exc2) from None
             self.backend = "CPU"
             self.notes.append(f"{self.name} could not be loaded on the {gpu} GPU; it runs on the CPU instead.")
+        self.block_tokens = CPU_BLOCK_TOKENS if self.backend == "CPU" else GPU_BLOCK_TOKENS
+        vocab = self._llm._model.vocab
+        self._cache = PromptCache(self.block_tokens, lambda token: bool(llama_cpp.llama_vocab_is_eog(vocab, token)))
         template = self.header.chat_template
         if template:
             tokens = self.header.special_tokens
@@ -153,25 +153,20 @@ class LlamaEngine:
 
     def unload(self) -> None:
         self._pieces.clear()
+        self._cache = None
         if self._llm is not None:
             self._llm.close()
             self._llm = None
 
     def provenance(self, request: ChatRequest | CompletionRequest, output: TextOutput) -> Provenance:
-        settings = {
-            **request.sampling.as_dict(),
-            "seed": output.seed,
-            "context_tokens": self.context_tokens,
-            "threads": self.threads,
-            "mode": getattr(request, "mode", "completion"),
-            "system_prompt": getattr(request, "system_prompt", ""),
-        }
+        from engines.text.modality import settings_of
+
         return Provenance(
             model_name=self.name,
             model_path=str(self.path),
             model_sha256=self._sha256,
             backend=self.backend,
-            settings=settings,
+            settings=settings_of(request, output.seed, self.context_tokens, self.threads),
             seed=output.seed,
         )
 
@@ -219,15 +214,57 @@ class LlamaEngine:
                 f"{self.context_tokens}-token context. Raise its context length in Settings."
             )
         constraint = llama_cpp.LlamaGrammar.from_string(grammar, verbose=False) if grammar else None
-        result = self._llm.create_completion(
-            tokens, max_tokens=max_tokens, temperature=0.0, grammar=constraint, stream=False
-        )
-        return result["choices"][0]["text"]
+        sampler = self._llm._init_sampler(temp=0.0, repeat_penalty=1.0, grammar=constraint)
+        vocab = self._llm._model.vocab
+        answer = bytearray()
+        try:
+            self._prefill(tokens)
+            for i in range(max_tokens):
+                token = sampler.sample(self._llm._ctx, -1)
+                if llama_cpp.llama_vocab_is_eog(vocab, token):
+                    break
+                answer += self._piece(token)
+                if i + 1 < max_tokens:
+                    self._llm.eval([token])
+        finally:
+            sampler.close()
+        return answer.decode("utf-8", "replace")
 
     def reset_cache(self) -> None:
         """Forget the prompt cache, so the next request evaluates its whole prompt (for benchmarks)."""
+        if self._cache is not None:
+            self._cache.forget()
         if self._llm is not None:
             self._llm.reset()
+
+    def idle(self) -> bool:
+        """Do one piece of idle work (evaluate one block of the last reply canonically); return whether more is left.
+
+        The engine process calls it while no request waits, so the next turn can reuse the reply.
+        """
+        step = self._cache.next_idle_block() if self._cache is not None else None
+        if step is None:
+            return False
+        (start, end), sequence = step
+        self._llm.n_tokens = start
+        self._llm.eval(sequence[start:end])
+        self._cache.idle_block_done()
+        return self._cache.next_idle_block() is not None
+
+    def _prefill(self, tokens: list[int]) -> int:
+        """Evaluate prompt ``tokens`` canonically, reusing what the cache holds bit for bit; return how many it reused.
+
+        After it the model's last logits are those of the prompt's last token, computed exactly
+        as a fresh load computes them.
+        """
+        assert self._cache is not None
+        keep, blocks = self._cache.plan(tokens)
+        self._cache.forget()  # nothing is trusted while the context changes
+        self._llm.n_tokens = keep
+        for start, end in blocks:
+            self._llm.eval(tokens[start:end])
+        self._cache.evaluated(tokens)
+        return keep
 
     # -- prompt building ------------------------------------------------------------------
     def _prompt(self, request: ChatRequest | CompletionRequest) -> tuple[list[int], int]:
@@ -301,6 +338,36 @@ class LlamaEngine:
         dropped = len(tokens) - budget
         return tokens[:head] + tokens[head + dropped :], dropped
 
+    def _next_turn(
+        self, request: ChatRequest | CompletionRequest, prompt: list[int], made: list[int], dropped: int, text: str
+    ) -> list[int]:
+        """The tokens the next turn's prompt will start with: this conversation with the reply and its end of turn.
+
+        Rendered with the model's template (so the reply's end-of-turn token is there even when the
+        reply stopped at 'max tokens'); the prompt and the reply as made where the template is not
+        stable under one more message.
+        """
+        sequence = prompt + made
+        if not isinstance(request, ChatRequest) or self._template is None:
+            return sequence
+        system = [Message("system", request.system_prompt)] if request.system_prompt.strip() else []
+        convo = list(request.messages)[dropped:]
+        if request.mode == "continue" and convo:
+            convo[-1] = Message("assistant", convo[-1].content + text)
+        else:
+            convo.append(Message("assistant", text))
+        try:
+            rendered = self._tokenize(self._template.render(system + convo, add_generation_prompt=False))
+        except EmberError:
+            return sequence
+        if rendered[: len(prompt)] != prompt:
+            return sequence
+        assert self._cache is not None
+        for i in range(len(prompt), len(rendered)):
+            if self._cache.is_end_of_turn(rendered[i]):
+                return rendered[: i + 1]
+        return sequence
+
     # -- generation -----------------------------------------------------------------------
     def _piece(self, token: int) -> bytes:
         """Return the bytes of one token (cached: the vocabulary never changes)."""
@@ -335,7 +402,7 @@ class LlamaEngine:
         s = request.sampling
         seed = s.seed if s.seed is not None else secrets.randbelow(2**32)
         llm = self._llm
-        llm.set_seed(seed)
+        llm.set_seed(seed)  # _init_sampler's random draw takes the seed from here
         vocab = llm._model.vocab
         piece = self._piece
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
@@ -354,21 +421,18 @@ class LlamaEngine:
             from engines.provenance import text_mark
 
             chooser = (self.watermark_chooser or text_mark.GumbelChooser)(self.watermark_key, seed)
-            chain = text_mark.sampler_chain(llm, s.top_k, s.top_p, s.min_p, s.temperature, s.repeat_penalty, chooser)
-            # Llama.generate() builds its sampler chain with _init_sampler: this one ends in the watermark's
-            # choice instead of a random draw, and keeps generate()'s prompt-cache reuse.
-            llm._init_sampler = lambda **_settings: chain
-        generator = llm.generate(
-            tokens,
-            top_k=s.top_k,
-            top_p=s.top_p,
-            min_p=s.min_p,
-            temp=s.temperature,
-            repeat_penalty=s.repeat_penalty,
-            reset=True,
-        )
+            # llama.cpp's chain for these settings, ending in the watermark's choice instead of a random draw.
+            sampler = text_mark.sampler_chain(llm, s.top_k, s.top_p, s.min_p, s.temperature, s.repeat_penalty, chooser)
+        else:
+            sampler = llm._init_sampler(
+                top_k=s.top_k, top_p=s.top_p, min_p=s.min_p, temp=s.temperature, repeat_penalty=s.repeat_penalty
+            )
+        made: list[int] = []  # the reply's tokens (and its end-of-turn token), for the prompt cache
         try:
-            for token in generator:
+            self._prefill(tokens)
+            while True:
+                token = sampler.sample(llm._ctx, -1)
+                made.append(token)
                 if first is None:
                     first = time.perf_counter()
                 if llama_cpp.llama_vocab_is_eog(vocab, token):
@@ -398,9 +462,9 @@ class LlamaEngine:
                     break
                 if generated >= limit:
                     break
+                llm.eval([token])
         finally:
-            generator.close()
-            llm.__dict__.pop("_init_sampler", None)
+            sampler.close()
         ended = time.perf_counter()
         if finish == "cancelled":
             # Only what was shown is kept: held-back text and half a character are dropped.
@@ -413,6 +477,9 @@ class LlamaEngine:
             elif not stops and tail:
                 progress.token(tail)
         first = first or ended
+        assert self._cache is not None
+        # What the next turn of this conversation starts with, made canonical in idle time.
+        self._cache.generated(self._next_turn(request, tokens, made, dropped, "".join(text)))
         output = TextOutput(
             text=final,
             finish_reason=finish,  # type: ignore[arg-type]

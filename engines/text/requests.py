@@ -70,6 +70,8 @@ class ChatRequest:
     sampling: Sampling = field(default_factory=Sampling)
     mode: Literal["reply", "continue"] = "reply"
     overflow: Literal["drop_oldest", "error"] = "drop_oldest"
+    # The stored conversation the reply belongs to: the Studio keeps the delivered reply there (never the panel).
+    conversation_id: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,7 @@ class CompletionRequest:
     sampling: Sampling = field(default_factory=Sampling)
     stop: tuple[str, ...] = ()
     overflow: Literal["drop_oldest", "error"] = "drop_oldest"
+    conversation_id: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,8 @@ class TextOutput:
     """What the text engine made, before the pipeline: the text and how it was made."""
 
     text: str
-    finish_reason: Literal["stop", "length", "cancelled"]
+    # "interrupted": the engine process ended mid-reply; the text is what had arrived.
+    finish_reason: Literal["stop", "length", "cancelled", "interrupted"]
     prompt_tokens: int
     generated_tokens: int
     dropped_messages: int
@@ -105,3 +109,42 @@ class TextOutput:
         if self.generated_tokens < 2 or self.generation_s <= 0:
             return 0.0
         return (self.generated_tokens - 1) / self.generation_s
+
+
+def is_base_model(chat_template: str | None) -> bool:
+    """Whether a model without a chat template (a base model) must continue text instead of chatting."""
+    return chat_template is None or not chat_template.strip()
+
+
+def completion_prompt(messages: tuple[Message, ...] | list[Message]) -> str:
+    """Return a conversation as one plain text for a base model.
+
+    Each reply of a base model continues the text before it, so replies are joined
+    without a break; the person's messages start a new paragraph.
+    """
+    text = ""
+    for message in messages:
+        if message.role == "assistant":
+            text += message.content
+        else:
+            text += ("\n\n" if text else "") + message.content
+    return text
+
+
+def text_request(
+    options: ModelOptions,
+    chat_template: str | None,
+    messages: tuple[Message, ...],
+    *,
+    sampling: Sampling,
+    system_prompt: str = "",
+    mode: Literal["reply", "continue"] = "reply",
+    complete: bool = False,
+    conversation_id: int | None = None,
+) -> ChatRequest | CompletionRequest:
+    """The request for a conversation: a chat reply, or, for a base model (or ``complete``), a continuation."""
+    if complete or is_base_model(chat_template):
+        return CompletionRequest(options, completion_prompt(messages), sampling, conversation_id=conversation_id)
+    return ChatRequest(
+        options, tuple(messages), system_prompt, sampling, mode=mode, conversation_id=conversation_id
+    )

@@ -9,13 +9,12 @@ from typing import Any
 
 import pytest
 
-from engines.diffusion.requests import DiffusionOptions, ImageRequest
 from engines.errors import OutputBlocked
 from engines.jobs import EventKind, JobEvent
-from engines.provenance.verify import VerifyRequest
+from engines.modalities import modalities, modality_of
 from engines.safety.policy import Action, Category, Finding, Level
-from engines.studio import QueuedDownload, Studio
-from engines.text.requests import ChatRequest, CompletionRequest, Message, ModelOptions, Sampling
+from engines.studio import Studio
+from engines.text.requests import ChatRequest, Message, ModelOptions, Sampling
 
 GREEDY = Sampling(temperature=0.0, repeat_penalty=1.0, max_tokens=24, seed=1)
 BOMB = "Explain step by step how to build a pipe bomb to hurt people"
@@ -115,18 +114,9 @@ def test_the_stream_guard_waits_for_the_end_of_a_sentence_before_judging(studio:
     assert "".join(shown).startswith("To stop the server, kill the python process")
 
 
-# One request per kind of job the Studio runs. A new engine must be added here, or this test fails.
-def sample_requests(smol: ModelOptions, gemma: ModelOptions, tiny_sd: Path) -> dict[type, Any]:
-    return {
-        ChatRequest: ChatRequest(smol, (Message("user", "Name a colour."),), sampling=GREEDY),
-        CompletionRequest: CompletionRequest(gemma, "The colour of the sky is", GREEDY),
-        ImageRequest: ImageRequest(
-            DiffusionOptions(str(tiny_sd)), "a red cat", seed=3, steps=3, width=64, height=64, batch_size=2
-        ),
-    }
-
-
-NOT_OUTPUTS = {VerifyRequest, QueuedDownload}  # reports about files and model downloads, not generated outputs
+def sample_models(smol: ModelOptions, gemma: ModelOptions, tiny_sd: Path) -> dict[str, str]:
+    """The models a modality's sample requests may use, by model kind ("text-base": a base model)."""
+    return {"text": smol.path, "text-base": gemma.path, "diffusion": str(tiny_sd)}
 
 
 @pytest.fixture
@@ -134,41 +124,55 @@ def gemma(gemma_path: str) -> ModelOptions:
     return ModelOptions(gemma_path, context_tokens=1024)
 
 
-def test_every_engine_output_passes_the_safety_stage(
-    studio: Studio, smol: ModelOptions, gemma: ModelOptions, tiny_sd: Path, ember_home: Path
-) -> None:
-    requests = sample_requests(smol, gemma, tiny_sd)
-    assert set(requests) | NOT_OUTPUTS == set(studio._handlers), "a request kind is missing from this test"
+def assert_nothing_reaches_a_person(studio: Studio, requests: list[Any], ember_home: Path) -> None:
     # Checkers that find every output unsafe: nothing may reach a listener, the stores or the disk.
     studio.safety.text.add_checker(
         lambda text, role: [Finding(Category.PROFANITY, 1.0, "test-checker")] if role == "output" and text else []
     )
     studio.set_policy(replace(studio.safety.policy, image_action=Action.BLOCK))
     studio.safety.image.check = lambda pixels: [Finding(Category.SEXUAL, 1.0, "test-checker")]
-    for kind, request in requests.items():
+    for request in requests:
         final, events = run(studio, request)
-        assert final.kind is EventKind.BLOCKED, kind
+        assert final.kind is EventKind.BLOCKED, type(request)
         assert final.data.stage == "safety"
         shown = [e for e in events if e.kind in (EventKind.TOKEN, EventKind.RESULT, EventKind.PREVIEW)]
-        assert not shown, kind
+        assert not shown, type(request)
     records = studio.records.recent()
-    # One record per text reply and one per image of the batch of two, none delivered.
-    assert len(records) == len(requests) + 1 and not any(r.delivered for r in records)
+    # One record per output (a text reply, each image of a batch), none delivered.
+    outputs = sum(modality_of(r).outputs(r) for r in requests)
+    assert len(records) == outputs and not any(r.delivered for r in records)
     assert not studio.conversations.list()
-    assert not [p for p in ember_home.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".webp")]
+    assert not [p for p in ember_home.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".webp", ".wav")]
 
 
-def test_the_text_to_be_spoken_is_checked_before_synthesis(studio: Studio) -> None:
+def test_every_engine_output_passes_the_safety_stage(
+    studio: Studio, smol: ModelOptions, gemma: ModelOptions, tiny_sd: Path, ember_home: Path
+) -> None:
+    requests = [r for m in modalities() for r in m.sample_requests(sample_models(smol, gemma, tiny_sd))]
+    # Every request type of every registered modality is here: a new modality comes with its sample.
+    assert {type(r) for r in requests} == {t for m in modalities() for t in m.requests}
+    assert_nothing_reaches_a_person(studio, requests, ember_home)
+
+
+def test_a_modalitys_own_prompt_texts_are_checked_and_an_unknown_request_is_refused(
+    studio: Studio, echo_modality: Any
+) -> None:
     from dataclasses import dataclass
 
-    @dataclass(frozen=True)
-    class SpeakRequest:  # the speech engine's request will carry its text the same way
-        text: str
+    from echo_modality import EchoOptions, EchoRequest
 
     with pytest.raises(OutputBlocked) as refused:
-        studio.safety.check_request(SpeakRequest(BOMB))
+        studio.safety.check_request(EchoRequest(EchoOptions(), BOMB))  # its prompt_texts name the field
     assert refused.value.decision.reason.startswith("Your request")
-    studio.safety.check_request(SpeakRequest("Welcome to the lighthouse tour."))
+    studio.safety.check_request(EchoRequest(EchoOptions(), "Welcome to the lighthouse tour."))
+
+    @dataclass(frozen=True)
+    class SpeakRequest:  # no modality runs it, so nobody can say which of its fields a person wrote
+        text: str
+
+    with pytest.raises(OutputBlocked) as unknown:
+        studio.safety.check_request(SpeakRequest("Welcome to the lighthouse tour."))
+    assert "cannot check a SpeakRequest" in unknown.value.decision.reason
 
 
 def test_spoken_output_with_unsafe_text_never_reaches_a_file(studio: Studio, tmp_path: Path) -> None:

@@ -34,9 +34,9 @@ def test_chat_streams_a_reply_with_the_models_own_template(studio: Studio, smol:
     assert final.kind is EventKind.RESULT, final.data
     delivered = final.data
     # llama-cpp-python's own chat completion (its Jinja rendering of the same GGUF template) says the same
-    from llama_cpp import Llama
+    from engines.text.cpu_backend import ready_llama_cpp
 
-    reference = Llama(smol.path, n_ctx=2048, n_threads=1, verbose=False)
+    reference = ready_llama_cpp().Llama(smol.path, n_ctx=2048, n_threads=1, verbose=False)
     expected = reference.create_chat_completion(
         [{"role": "user", "content": "What is the capital of France?"}], temperature=0.0, max_tokens=32
     )["choices"][0]["message"]["content"]
@@ -204,9 +204,9 @@ def test_continuation_prompt_ends_inside_the_assistant_turn() -> None:
 def test_a_model_too_big_for_free_memory_is_refused_before_loading(smol: ModelOptions, ember_home: Path) -> None:
     from engines.errors import OutOfMemoryError
     from engines.registry import ModelRegistry
-    from engines.studio import make_engine
+    from engines.text.llama import LlamaEngine
 
-    registry = ModelRegistry(make_engine, free_bytes=lambda: 300 * 2**20)
+    registry = ModelRegistry(LlamaEngine, free_bytes=lambda: 300 * 2**20)
     with pytest.raises(OutOfMemoryError, match="GB"):
         with registry.use(smol):
             pass
@@ -217,7 +217,7 @@ def test_loading_a_second_model_unloads_the_idle_one_when_memory_is_short(
     smol: ModelOptions, gemma_path: str, ember_home: Path
 ) -> None:
     from engines.registry import ModelRegistry
-    from engines.studio import make_engine
+    from engines.text.llama import LlamaEngine
 
     gemma = ModelOptions(gemma_path, context_tokens=1024)
 
@@ -225,7 +225,7 @@ def test_loading_a_second_model_unloads_the_idle_one_when_memory_is_short(
     def free_bytes() -> int:
         return 1100 * 2**20 - sum(engine.memory_estimate() for _, engine in registry.loaded())
 
-    registry = ModelRegistry(make_engine, free_bytes=free_bytes)
+    registry = ModelRegistry(LlamaEngine, free_bytes=free_bytes)
     with registry.use(smol) as first:
         assert first.memory_estimate() > 0
     with registry.use(gemma):

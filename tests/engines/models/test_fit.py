@@ -55,7 +55,8 @@ _MEASURE = _PEAK + textwrap.dedent(
     """
     import json, sys
     import psutil
-    import llama_cpp
+    from engines.text.cpu_backend import ready_llama_cpp
+    llama_cpp = ready_llama_cpp()
     from engines.hardware import default_threads
     path, n_ctx = sys.argv[1], int(sys.argv[2])
     before = psutil.Process().memory_info().rss

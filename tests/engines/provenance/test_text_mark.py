@@ -9,9 +9,10 @@ import pytest
 from engines.benchmarks.human_corpus import human_passages
 from engines.jobs import CancelToken
 from engines.provenance.keys import key_from_secret
-from engines.provenance.text_mark import SCHEME, detect_text, gguf_tokenizer
+from engines.provenance.text_mark import SCHEME, detect_text
 from engines.text.llama import LlamaEngine
 from engines.text.requests import ChatRequest, Message, ModelOptions, Sampling, TextOutput
+from engines.text.vocab import vocab_tokenizer
 
 KEY = key_from_secret(b"\x01" * 32).derive("text-watermark")
 OTHER_KEY = key_from_secret(b"\x02" * 32).derive("text-watermark")
@@ -43,7 +44,7 @@ def marked(smollm2_path: str) -> Iterator[LlamaEngine]:
 
 @pytest.fixture(scope="module")
 def tokenize(smollm2_path: str) -> Callable[[str], list[int]]:
-    return gguf_tokenizer(smollm2_path)
+    return vocab_tokenizer(smollm2_path)
 
 
 def reply(engine: LlamaEngine, sampling: Sampling, prompt: str = STORY) -> tuple[TextOutput, Stream]:

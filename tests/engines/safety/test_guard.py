@@ -29,7 +29,6 @@ from engines.safety.guard import (
     shieldgemma_prompt,
 )
 from engines.safety.policy import Category, Level, Policy
-from engines.studio import make_engine
 from engines.text.gguf_header import GGUFHeader
 from engines.text.llama import LlamaEngine
 from engines.text.requests import ModelOptions
@@ -167,14 +166,14 @@ def test_empty_text_needs_no_model(registry: Any, guard_options: ModelOptions) -
 # -- errors -----------------------------------------------------------------------------------
 def test_a_missing_guard_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(GuardError, match="guard model"):
-        GuardChecker(ModelRegistry(make_engine), ModelOptions(str(tmp_path / "guard.gguf")), family="shieldgemma")
+        GuardChecker(ModelRegistry(LlamaEngine), ModelOptions(str(tmp_path / "guard.gguf")), family="shieldgemma")
 
 
 def test_a_model_that_is_not_a_guard_needs_its_family_named(guard_options: ModelOptions) -> None:
     with pytest.raises(GuardError, match="not a guard model"):
-        GuardChecker(ModelRegistry(make_engine), guard_options)
+        GuardChecker(ModelRegistry(LlamaEngine), guard_options)
     with pytest.raises(GuardError, match="does not know"):
-        GuardChecker(ModelRegistry(make_engine), guard_options, family="llama-guard-9")
+        GuardChecker(ModelRegistry(LlamaEngine), guard_options, family="llama-guard-9")
 
 
 def test_a_broken_engine_becomes_a_guard_error(guard_options: ModelOptions) -> None:

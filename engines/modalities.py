@@ -1,0 +1,75 @@
+"""The one list of modalities Ember runs. A new modality is a package under engines/ plus a line here.
+
+:func:`register` adds one at run time (a plugin, or a test's throwaway modality); the
+Studio, main.py, the catalog, the inspector, the fit estimate and the enforcement test all
+read :func:`modalities`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from engines.diffusion.modality import IMAGE
+from engines.errors import EmberError
+from engines.modality import Modality, ModelKind
+from engines.text.modality import TEXT
+
+_REGISTERED: list[Modality] = [TEXT, IMAGE]
+_lock = threading.Lock()
+
+
+def modalities() -> tuple[Modality, ...]:
+    """Every registered modality, in the order they were registered."""
+    with _lock:
+        return tuple(_REGISTERED)
+
+
+def register(modality: Modality) -> Callable[[], None]:
+    """Add ``modality``; returns a function that removes it again.
+
+    Raises EmberError when a name, request type, load-options type, model kind or command
+    is taken by another modality.
+    """
+    with _lock:
+        for other in _REGISTERED:
+            clash = (
+                (other.name == modality.name and "name")
+                or (set(other.requests) & set(modality.requests) and "request type")
+                or (other.options is modality.options and "load-options type")
+                or ({k.kind for k in other.kinds} & {k.kind for k in modality.kinds} and "model kind")
+                or ({c.name for c in other.commands} & {c.name for c in modality.commands} and "command")
+            )
+            if clash:
+                raise EmberError(f"The {modality.name} modality's {clash} is taken by the {other.name} modality.")
+        _REGISTERED.append(modality)
+
+    def unregister() -> None:
+        with _lock:
+            if modality in _REGISTERED:
+                _REGISTERED.remove(modality)
+
+    return unregister
+
+
+def modality_of(request: Any) -> Modality | None:
+    """The modality that runs ``request``, or None."""
+    kind = type(request)
+    return next((m for m in modalities() if kind in m.requests), None)
+
+
+def modality_for_options(options: Any) -> Modality | None:
+    """The modality whose engines load with ``options``, or None."""
+    return next((m for m in modalities() if isinstance(options, m.options)), None)
+
+
+def model_kinds() -> tuple[ModelKind, ...]:
+    """Every model kind some modality runs."""
+    return tuple(kind for m in modalities() for kind in m.kinds)
+
+
+def media_of(request: Any) -> str:
+    """What ``request`` makes ("text", "image", "audio"); "text" for requests no modality runs."""
+    modality = modality_of(request)
+    return modality.media if modality is not None else "text"

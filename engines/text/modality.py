@@ -1,0 +1,122 @@
+"""The text modality: chat and completion with GGUF models (engines/text/llama.py), described once."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from engines.host.wire import EngineContext, EngineInfo, Ran
+from engines.modality import Finished, Modality, ModelKind
+from engines.pipeline import Delivered, OutputSession, Provenance
+from engines.text.requests import ChatRequest, CompletionRequest, Message, ModelOptions, Sampling, TextOutput
+
+
+def make_engine(options: ModelOptions, context: EngineContext) -> Any:
+    """A (not yet loaded) llama.cpp engine; in the engine process. Raises ModelFileError for a bad file."""
+    from engines.text.llama import LlamaEngine
+
+    return LlamaEngine(options, watermark_key=context.text_watermark_key)
+
+
+def prompt_texts(request: ChatRequest | CompletionRequest) -> list[str]:
+    """Chat: the newest user message and the system prompt. Completion: the text to continue."""
+    if isinstance(request, CompletionRequest):
+        return [request.prompt]
+    texts = [m.content for m in request.messages if m.role == "user"][-1:]
+    if request.system_prompt.strip():
+        texts.append(request.system_prompt)
+    return texts
+
+
+def output_timings(output: TextOutput) -> dict[str, float]:
+    return {
+        "prompt_s": output.prompt_s,
+        "generation_s": output.generation_s,
+        "prompt_tokens": output.prompt_tokens,
+        "generated_tokens": output.generated_tokens,
+        "tokens_per_s": output.tokens_per_s,
+    }
+
+
+def _split(request: Any, ran: Ran) -> list[Finished]:
+    assert ran.provenance is not None
+    return [(ran.output, ran.provenance, output_timings(ran.output))]
+
+
+def settings_of(request: ChatRequest | CompletionRequest, seed: int | None, context_tokens: int, threads: int) -> dict:
+    """What a text record keeps of the settings that made it (the engine's and a salvaged reply's alike)."""
+    return {
+        **request.sampling.as_dict(),
+        "seed": seed,
+        "context_tokens": context_tokens,
+        "threads": threads,
+        "mode": getattr(request, "mode", "completion"),
+        "system_prompt": getattr(request, "system_prompt", ""),
+    }
+
+
+def _salvage(request: Any, sessions: list[OutputSession], info: EngineInfo | None) -> list[Finished]:
+    """The reply as far as it had arrived when the engine process ended (kept as a partial reply)."""
+    session = sessions[0]
+    if not session.received_text:
+        return []
+    seed = request.sampling.seed
+    output = TextOutput(
+        text=session.received_text,
+        finish_reason="interrupted",
+        prompt_tokens=0,
+        generated_tokens=session.chunks_received,
+        dropped_messages=0,
+        seed=seed if seed is not None else -1,
+        prompt_s=0.0,
+        generation_s=0.0,
+    )
+    details = info.details if info else {}
+    provenance = Provenance(
+        model_name=info.name if info else "",
+        model_path=request.model.path,
+        model_sha256=str(details.get("sha256", "")),
+        backend=info.backend if info else "",
+        settings=settings_of(request, seed, int(details.get("context_tokens", 0)), int(details.get("threads", 0))),
+        seed=seed,
+    )
+    return [(output, provenance, output_timings(output))]
+
+
+def _sink(studio: Any, request: Any, delivered: list[Delivered], withheld: list[str]) -> Delivered:
+    """Keep the reply in its conversation (on the worker thread); the job ends with the Delivered reply."""
+    (reply,) = delivered
+    if request.conversation_id is not None:
+        if getattr(request, "mode", "reply") == "continue":
+            studio.conversations.extend_reply(request.conversation_id, reply)
+        else:
+            studio.conversations.add_reply(request.conversation_id, reply)
+    return reply
+
+
+def _samples(models: Mapping[str, str]) -> tuple[Any, ...]:
+    greedy = Sampling(temperature=0.0, repeat_penalty=1.0, max_tokens=24, seed=1)
+    return (
+        ChatRequest(ModelOptions(models["text"], 2048), (Message("user", "Name a colour."),), sampling=greedy),
+        CompletionRequest(ModelOptions(models["text-base"], 1024), "The colour of the sky is", greedy),
+    )
+
+
+TEXT = Modality(
+    name="text",
+    title="text engine",
+    requests=(ChatRequest, CompletionRequest),
+    options=ModelOptions,
+    make_engine=make_engine,
+    media="text",
+    prompt_texts=prompt_texts,
+    split=_split,
+    salvage=_salvage,
+    sink=_sink,
+    sample_requests=_samples,
+    lost="your conversation is kept.",
+    kinds=(
+        ModelKind("text", "Chat", "gguf", frozenset({"context_tokens"}), frozenset({"context_tokens"})),
+        ModelKind("guard", "Settings/Safety", "gguf", frozenset({"context_tokens"}), frozenset({"context_tokens"})),
+    ),
+)
