@@ -1,8 +1,10 @@
 """The Chat panel: conversations on the left, messages in the middle, settings on the right.
 
 It sends requests through the bridge and shows what comes back; it never touches a
-thread. Streamed text is what TOKEN events carried; a reply is final (and stored)
-only as the Delivered object of a RESULT, or of a CANCELLED with a partial output.
+thread, and never writes a store on the GUI thread: conversations and messages are
+written by background ops, replies by the Studio (the request names its conversation).
+Streamed text is what TOKEN events carried; a reply is final only as the Delivered object
+of a RESULT, or of a CANCELLED with a partial output, and is shown as the store keeps it.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from PySide6.QtWidgets import (
 )
 from superqt.utils import qthrottled
 
-from desktop.bridge import EventBridge, JobOp
+from desktop.bridge import BackgroundOp, EventBridge, JobOp, blocked_reason
 from desktop.message_view import MessageView, MessageWidget, SafetyNotice
 from desktop.model_picker import ModelChoice, ModelPicker
 from desktop.settings_drawer import SettingsDrawer
@@ -38,8 +40,8 @@ from engines.errors import EmberError
 from engines.jobs import JobEvent
 from engines.pipeline import Delivered, require_delivered
 from engines.progress import Loading, Running
-from engines.safety.policy import Category
-from engines.text.requests import ChatRequest, CompletionRequest, Sampling
+from engines.text.requests import Sampling, text_request
+from engines.units import human_bytes
 
 # About 30 renders a second: Markdown re-layout of a long reply for every token would
 # starve the event loop, and the eye cannot follow faster anyway.
@@ -60,38 +62,6 @@ def title_from(text: str) -> str:
     if len(words) > _TITLE_WORDS or len(title) < len(" ".join(words)):
         title += "…"
     return title or "New conversation"
-
-
-def completion_prompt(conversation: Conversation) -> str:
-    """Return a conversation as one plain text for a base model.
-
-    Each reply of a base model continues the text before it, so replies are joined
-    without a break; the person's messages start a new paragraph.
-    """
-    text = ""
-    for message in conversation.messages:
-        if message.role == "assistant":
-            text += message.content
-        else:
-            text += ("\n\n" if text else "") + message.content
-    return text
-
-
-def blocked_reason(decision: Any) -> str:
-    """Return the sentence to show for a ``blocked`` event's data (a StageDecision, or anything).
-
-    The safety stage writes a full sentence (what was stopped, the category, what to
-    do); a decision without one gets a calm sentence made from its category.
-    """
-    reason = str(getattr(decision, "reason", "") or "").strip()
-    if reason:
-        return reason
-    category = str(getattr(decision, "category", "") or "")
-    try:
-        label = f" ({Category(category).label})"
-    except ValueError:
-        label = f" ({category})" if category else ""
-    return f"This was stopped by the safety filter{label}. You can rephrase, or change the level in Settings."
 
 
 class PromptEdit(QPlainTextEdit):
@@ -149,6 +119,10 @@ class ChatPanel(QWidget):
         # The message just sent (store id, its widget, its text, whether it started the
         # conversation): a prompt refused at submission is taken back into the input box.
         self._sent: tuple[int, MessageWidget, str, bool] | None = None
+        # Store work for the next reply is under way (a background op): the panel is busy already.
+        self._preparing = False
+        self._stop_asked = False
+        self._before: tuple[int, str] = (0, "")  # messages in the conversation, and the last one, when it started
         self._render_throttled = qthrottled(self._render_stream, timeout=_RENDER_INTERVAL_MS, parent=self)
 
         self._build()
@@ -251,8 +225,8 @@ class ChatPanel(QWidget):
     # -- state -------------------------------------------------------------------------------
     @property
     def busy(self) -> bool:
-        """Whether a reply is being generated."""
-        return self._op is not None
+        """Whether a reply is being generated (or its conversation is being written first)."""
+        return self._op is not None or self._preparing
 
     @property
     def conversation_id(self) -> int | None:
@@ -264,10 +238,23 @@ class ChatPanel(QWidget):
         """Whether the picked model is a base model, so replies continue the text."""
         return self._is_base
 
-    def _set_busy(self, op: JobOp | None) -> None:
+    def _set_busy(self, op: JobOp | None, *, preparing: bool = False) -> None:
         self._op = op
+        self._preparing = preparing
+        if op is None and not preparing:
+            self._stop_asked = False
         self._update_buttons()
-        self.busy_changed.emit(op is not None)
+        self.busy_changed.emit(self.busy)
+
+    def show_notice(self, text: str, *, error: bool = False, decision: Any = None) -> None:
+        """The shared default for jobs and background work that did not succeed: a calm notice in the conversation."""
+        if decision is not None:
+            self.message_view.add_safety_notice(text, str(getattr(decision, "category", "") or ""))
+        else:
+            self.message_view.add_notice(text, error=error)
+
+    def _in_background(self, work: Any) -> BackgroundOp:
+        return self.bridge.background(work, parent=self)
 
     def _update_buttons(self) -> None:
         busy = self.busy
@@ -344,20 +331,24 @@ class ChatPanel(QWidget):
                 )
         self._update_buttons()
 
-    def rename_conversation(self, title: str) -> None:
-        """Give the shown conversation a new title (blank titles are ignored)."""
+    def rename_conversation(self, title: str) -> BackgroundOp | None:
+        """Give the shown conversation a new title (blank titles are ignored); returns the background op."""
         if self._conversation_id is None or not title.strip():
-            return
-        self.store.update(self._conversation_id, title=title.strip())
-        self.refresh_conversations()
+            return None
+        convo, store = self._conversation_id, self.store
+        return (
+            self._in_background(lambda: store.update(convo, title=title.strip()))
+            .success(lambda _: self.refresh_conversations())
+            .run()
+        )
 
-    def delete_conversation(self) -> None:
-        """Delete the shown conversation and start a new one."""
+    def delete_conversation(self) -> BackgroundOp | None:
+        """Delete the shown conversation and start a new one; returns the background op."""
         if self._conversation_id is None:
-            return
-        self.store.delete(self._conversation_id)
+            return None
+        convo, store = self._conversation_id, self.store
         self.new_conversation()
-        self.refresh_conversations()
+        return self._in_background(lambda: store.delete(convo)).success(lambda _: self.refresh_conversations()).run()
 
     def export_conversation(self, path: str, json_format: bool | None = None) -> Path | None:
         """Write the shown conversation to ``path`` as Markdown or JSON and return where it went.
@@ -424,16 +415,26 @@ class ChatPanel(QWidget):
         self.base_hint.setVisible(is_base)
         self.model_changed.emit(choice.name)
 
-    def unload_models(self) -> int:
-        """Unload every idle model and say how much memory that freed; returns how many were unloaded."""
-        freed = self.bridge.studio.unload_models()
-        if freed:
-            total = sum(freed.values())
-            names = ", ".join(freed)
-            self.message_view.add_notice(f"Unloaded {names}: about {total / 2**20:.0f} MB of memory is free again.")
-        else:
-            self.message_view.add_notice("No model is loaded (a model that is writing a reply stays loaded).")
-        return len(freed)
+    def unload_models(self) -> BackgroundOp:
+        """Unload every idle model and say how much memory that freed; the op's result is how many were unloaded.
+
+        The engine processes are asked off the GUI thread: one may be finishing a block of idle work.
+        """
+        studio = self.bridge.studio
+
+        def said(freed: dict[str, int]) -> None:
+            if freed:
+                total = sum(freed.values())
+                names = ", ".join(freed)
+                self.message_view.add_notice(
+                    f"Unloaded {names}: about {human_bytes(total, approximate=True)} of memory is free again."
+                )
+            else:
+                self.message_view.add_notice("No model is loaded (a model that is writing a reply stays loaded).")
+
+        op = self._in_background(studio.unload_models).success(said)
+        op.success(lambda freed: setattr(op, "result", len(freed)))
+        return op.run()
 
     # -- sending -----------------------------------------------------------------------------
     def _send_or_stop(self) -> None:
@@ -445,7 +446,8 @@ class ChatPanel(QWidget):
     def send(self) -> bool:
         """Send the text in the input box; returns whether a reply was started.
 
-        Invalid settings or a missing model are shown inline and change nothing.
+        Invalid settings or a missing model are shown inline and change nothing. The message is
+        stored (and a new conversation made) in the background, then the reply is asked for.
         """
         text = self.input.toPlainText().strip()
         if self.busy or not text:
@@ -453,20 +455,31 @@ class ChatPanel(QWidget):
         sampling = self._sampling()
         if sampling is None:
             return False
-        created = self._conversation_id is None
-        if self._conversation_id is None:
-            self._conversation_id = self.store.create(
-                title_from(text), self._model_path, self.settings.system_prompt.toPlainText(), self.settings.values()
-            )
-        message_id = self.store.add_user_message(self._conversation_id, text)
+        store, convo = self.store, self._conversation_id
+        created = convo is None
+        model_path, system, values = self._model_path, self.settings.system_prompt.toPlainText(), self.settings.values()
+
+        def write() -> tuple[int, Conversation]:
+            target = store.create(title_from(text), model_path, system, values) if convo is None else convo
+            message_id = store.add_user_message(target, text)
+            return message_id, self._saved(target, model_path, system, values)
+
         widget = self.message_view.add_message("user", text)
+        self._reply = self.message_view.add_message("assistant", "")  # where the reply will stream
         self.input.clear()
-        self.refresh_conversations()
-        started = self._start("reply", sampling)
-        if started:
+        self._set_busy(None, preparing=True)
+
+        def written(result: tuple[int, Conversation]) -> None:
+            message_id, conversation = result
+            self._conversation_id = conversation.id
+            self.refresh_conversations()
             # Job events arrive through queued signals, so this is set before any of them.
             self._sent = (message_id, widget, text, created)
-        return started
+            if not self._start("reply", sampling, conversation):
+                self._sent = None
+
+        self._in_background(write).success(written).failure(self._preparation_failed).run()
+        return True
 
     def regenerate(self) -> bool:
         """Replace the last reply with a new one; returns whether a reply was started."""
@@ -475,13 +488,24 @@ class ChatPanel(QWidget):
         sampling = self._sampling()
         if sampling is None:
             return False
-        self.store.remove_last_reply(self._conversation_id)
-        convo = self.store.get(self._conversation_id)
-        self._show_conversation(convo.id)
-        if not convo.messages:
-            self.message_view.add_notice("There is nothing to reply to yet. Write a message first.")
-            return False
-        return self._start("reply", sampling)
+        store, convo = self.store, self._conversation_id
+        model_path, system, values = self._model_path, self.settings.system_prompt.toPlainText(), self.settings.values()
+
+        def write() -> Conversation:
+            store.remove_last_reply(convo)
+            return self._saved(convo, model_path, system, values)
+
+        def written(conversation: Conversation) -> None:
+            self._show_conversation(conversation.id)
+            if not conversation.messages:
+                self._set_busy(None)
+                self.message_view.add_notice("There is nothing to reply to yet. Write a message first.")
+                return
+            self._start("reply", sampling, conversation)
+
+        self._set_busy(None, preparing=True)
+        self._in_background(write).success(written).failure(self._preparation_failed).run()
+        return True
 
     def continue_reply(self) -> bool:
         """Let the model go on with its last reply; returns whether it started."""
@@ -490,16 +514,37 @@ class ChatPanel(QWidget):
         sampling = self._sampling()
         if sampling is None:
             return False
-        convo = self.store.get(self._conversation_id)
-        if not convo.messages or convo.messages[-1].role != "assistant":
+        current = self.store.get(self._conversation_id)
+        if not current.messages or current.messages[-1].role != "assistant":
             self.message_view.add_notice("There is no reply to continue yet. Send a message first.")
             return False
-        return self._start("continue", sampling)
+        convo = self._conversation_id
+        model_path, system, values = self._model_path, self.settings.system_prompt.toPlainText(), self.settings.values()
+        self._set_busy(None, preparing=True)
+        (
+            self._in_background(lambda: self._saved(convo, model_path, system, values))
+            .success(lambda conversation: self._start("continue", sampling, conversation))
+            .failure(self._preparation_failed)
+            .run()
+        )
+        return True
+
+    def _saved(self, convo: int, model_path: str, system: str, values: dict[str, Any]) -> Conversation:
+        """(In the background.) Keep the model and settings the next reply uses with the conversation; return it."""
+        self.store.update(convo, model_path=model_path, system_prompt=system, settings=values)
+        return self.store.get(convo)
+
+    def _preparation_failed(self, error: BaseException) -> None:
+        self._drop_stream()
+        self._set_busy(None)
+        self.message_view.add_notice(f"The reply could not start: {error}", error=True)
 
     def stop(self) -> None:
         """Stop the running reply; what was written so far is kept, marked as stopped."""
         if self._op is not None:
             self._op.cancel()
+        elif self._preparing:
+            self._stop_asked = True
 
     def _sampling(self) -> Sampling | None:
         if self._model is None:
@@ -511,53 +556,57 @@ class ChatPanel(QWidget):
             self.message_view.add_notice(f"{exc} Change it in Settings and send again.", error=True)
             return None
 
-    def _start(self, mode: Mode, sampling: Sampling) -> bool:
-        assert self._conversation_id is not None and self._model is not None
-        system_prompt = self.settings.system_prompt.toPlainText()
-        self.store.update(
-            self._conversation_id,
-            model_path=self._model_path,
-            system_prompt=system_prompt,
-            settings=self.settings.values(),
-        )
-        convo = self.store.get(self._conversation_id)
+    def _start(self, mode: Mode, sampling: Sampling, convo: Conversation) -> bool:
+        """Ask for a reply to ``convo`` (as stored); the Studio keeps the delivered reply in it."""
+        assert self._model is not None
         options = self.settings.model_options(self._model_path)
-        request: ChatRequest | CompletionRequest
-        if self._is_base:
-            request = CompletionRequest(options, completion_prompt(convo), sampling)
-        else:
-            request = ChatRequest(options, convo.as_messages(), system_prompt, sampling, mode=mode)
-
+        request = text_request(
+            options,
+            convo.as_messages(),
+            sampling=sampling,
+            base_model=self._is_base,
+            system_prompt=self.settings.system_prompt.toPlainText(),
+            mode=mode,
+            conversation_id=convo.id,
+        )
+        last = convo.messages[-1] if convo.messages else None
+        self._before = (len(convo.messages), last.content if last else "")
         existing = self.message_view.messages()
         if mode == "continue" and existing and existing[-1].role == "assistant":
             self._reply = existing[-1]
             self._reply_base = self._reply.text
             self._reply.set_partial(False)
-        else:
+        elif self._reply is None:
             self._reply = self.message_view.add_message("assistant", "")
+            self._reply_base = ""
+        else:
             self._reply_base = ""
         self._mode = mode
         self._stream = []
         self._tokens = 0
         self._first_token_s = 0.0
         try:
-            op = self.bridge.submit(request)
+            op = (
+                self.bridge.op(request, parent=self)
+                .on_progress(self._on_progress)
+                .on_token(self._on_token)
+                .on_notice(self._on_notice)
+                .success(self._on_result)
+                .on_cancelled(self._on_cancelled)
+                .failure(self._on_failed)
+                .on_blocked(self._on_blocked)
+                .on_finished(self._on_finished)
+                .run()
+            )
         except (EmberError, RuntimeError) as exc:
             self._drop_stream()
+            self._set_busy(None)
             self.message_view.add_notice(f"The reply could not start: {exc}", error=True)
             return False
-        (
-            op.on_progress(self._on_progress)
-            .on_token(self._on_token)
-            .on_notice(self._on_notice)
-            .on_result(self._on_result)
-            .on_cancelled(self._on_cancelled)
-            .on_failed(self._on_failed)
-            .on_blocked(self._on_blocked)
-            .on_finished(self._on_finished)
-        )
         self._set_busy(op)
         self.speed_changed.emit(0.0)
+        if self._stop_asked:  # Stop was pressed while the conversation was being written
+            op.cancel()
         return True
 
     # -- job events (all on the GUI thread, through the bridge) ---------------------------------
@@ -601,8 +650,28 @@ class ChatPanel(QWidget):
         self.message_view.add_notice("Stopped before the model wrote anything.")
 
     def _on_failed(self, message: str) -> None:
-        self._drop_stream()
+        kept = self._kept_after_failure()
+        if kept is not None:  # the engine process ended mid-reply: the Studio kept what had arrived
+            self._render_throttled.cancel()
+            if self._reply is not None:
+                self._reply.set_text(kept.content)
+                self._reply.set_partial(True)
+            self._reply = None
+        else:
+            self._drop_stream()
         self.message_view.add_notice(str(message), error=True)
+
+    def _kept_after_failure(self) -> Any:
+        """The reply the store holds now that it did not hold when the reply started, or None."""
+        if self._conversation_id is None:
+            return None
+        messages = self.store.get(self._conversation_id).messages
+        count, last = self._before
+        if not messages or messages[-1].role != "assistant":
+            return None
+        if len(messages) > count or (self._mode == "continue" and messages[-1].content != last):
+            return messages[-1]
+        return None
 
     def _on_blocked(self, decision: Any) -> None:
         self._drop_stream()
@@ -617,12 +686,21 @@ class ChatPanel(QWidget):
         if sent is None or self._conversation_id is None:
             return
         message_id, widget, text, created = sent
-        self.store.delete_message(message_id)
+        store, convo = self.store, self._conversation_id
+
+        def take_back() -> bool:
+            store.delete_message(message_id)
+            if created and not store.get(convo).messages:
+                # A conversation that only held the refused message (and is named after it) goes too.
+                store.delete(convo)
+                return True
+            return False
+
+        if created and self._conversation_id == convo:
+            self._conversation_id = None  # it held only the refused message: it goes (in the background)
+            self._update_buttons()
+        self._in_background(take_back).success(lambda _deleted: self.refresh_conversations()).run()
         self.message_view.remove(widget)
-        if created and not self.store.get(self._conversation_id).messages:
-            # A conversation that only held the refused message (and is named after it) goes too.
-            self.store.delete(self._conversation_id)
-            self._conversation_id = None
         typed = self.input.toPlainText()
         self.input.setPlainText(text if not typed.strip() else f"{text}\n\n{typed}")
         self.input.moveCursor(QTextCursor.MoveOperation.End)
@@ -642,13 +720,9 @@ class ChatPanel(QWidget):
         self.reply_finished.emit(event)
 
     def _keep(self, delivered: Delivered) -> None:
-        """Store a delivered reply and show it as the store has it."""
+        """Show a delivered reply as the store has it (the Studio kept it there before the job ended)."""
         assert self._conversation_id is not None
         self._render_throttled.cancel()
-        if self._mode == "continue":
-            self.store.extend_reply(self._conversation_id, delivered)
-        else:
-            self.store.add_reply(self._conversation_id, delivered)
         last = self.store.get(self._conversation_id).messages[-1]
         if self._reply is not None:
             self._reply.set_text(last.content)

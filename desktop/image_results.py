@@ -30,38 +30,11 @@ from PySide6.QtWidgets import (
 from superqt import QElidingLabel
 
 from desktop.image_view import qimage_from_array, thumbnail_icon
-from engines.diffusion.requests import SCHEDULERS, ImageRequest
+from engines.diffusion.requests import ImageRequest
+from engines.diffusion.schedulers import sampler_label, sampler_name
+from engines.reproducibility import reproducibility
 
 THUMBNAIL_PX = 96
-
-# What a person reads for each scheduler name of the engine.
-SCHEDULER_NAMES: dict[str, str] = {
-    "euler": "Euler",
-    "euler_a": "Euler Ancestral",
-    "dpmpp_2m_karras": "DPM++ 2M Karras",
-    "ddim": "DDIM",
-    "lcm": "LCM",
-}
-
-
-def scheduler_label(name: str) -> str:
-    """Return a scheduler's readable name ("" is the model's own)."""
-    if not name:
-        return "Model default"
-    return SCHEDULER_NAMES.get(name, name.replace("_", " ").title())
-
-
-def scheduler_key(value: Any) -> str:
-    """Return the engine's scheduler name for a recorded sampler ("Euler a", "euler_a", ...), or ""."""
-    text = str(value or "").strip()
-    if text in SCHEDULERS:
-        return text
-    wanted = text.lower().replace(" ", "").replace("_", "").replace("+", "p")
-    for key, label in SCHEDULER_NAMES.items():
-        for spelling in (key, label):
-            if spelling.lower().replace(" ", "").replace("_", "").replace("+", "p") == wanted:
-                return key
-    return "euler_a" if wanted == "eulera" else ""
 
 
 def _first(parameters: dict[str, Any], *names: str) -> Any:
@@ -87,6 +60,7 @@ class ResultItem:
     blurred: bool = False
     notes: tuple[str, ...] = ()
     thumbnail: QImage = field(default_factory=QImage, repr=False)
+    reproducibility: str = ""  # what re-running promises (the same pixels here; maybe not elsewhere)
 
     @classmethod
     def from_delivered(cls, delivered: Any, path: str, request: ImageRequest) -> ResultItem:
@@ -115,6 +89,7 @@ class ResultItem:
             blurred=bool(getattr(output, "blurred", False)),
             notes=tuple(getattr(output, "notes", ()) or ()),
             thumbnail=thumbnail,
+            reproducibility=reproducibility(record.provenance.settings),
         )
 
     # -- the settings, whatever spelling the engine used --------------------------------------
@@ -166,9 +141,9 @@ class ResultItem:
         """The settings as (name, value) rows, in the order the details card shows them."""
         sampler = self.sampler
         if sampler:
-            sampler = scheduler_label(scheduler_key(sampler)) if scheduler_key(sampler) else sampler
+            sampler = sampler_label(sampler_name(sampler)) if sampler_name(sampler) else sampler
         else:
-            sampler = scheduler_label(self.scheduler)
+            sampler = sampler_label(self.scheduler)
         size = f"{self.width} × {self.height}" if self.width and self.height else "—"
         rows = [
             ("Prompt", self.prompt or "(empty)"),
@@ -335,6 +310,8 @@ class ResultDetails(QFrame):
                 else:
                     column = 2
         self.set_actions_enabled(result is not None, rerun=result is not None)
+        tip = "Make this image again: the same settings and the same seed"
+        self.rerun_button.setToolTip(f"{tip}. {result.reproducibility}" if result and result.reproducibility else tip)
 
     @staticmethod
     def _value_label(name: str, value: str) -> QLabel:

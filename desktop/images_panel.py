@@ -51,10 +51,9 @@ from PySide6.QtWidgets import (
 from superqt import QCollapsible, QLabeledDoubleSlider
 from superqt.utils import qthrottled
 
-from desktop.bridge import EventBridge, JobOp
-from desktop.chat_panel import PromptEdit, blocked_reason
+from desktop.bridge import EventBridge, JobOp, blocked_reason
+from desktop.chat_panel import PromptEdit
 from desktop.image_results import (
-    SCHEDULER_NAMES,
     ResultDetails,
     ResultItem,
     ResultsGrid,
@@ -62,9 +61,11 @@ from desktop.image_results import (
 from desktop.image_view import IMAGE_SUFFIXES, ImageView, dice_icon, qimage_from_array, read_image
 from desktop.message_view import SafetyNotice
 from desktop.queue_view import eta_text  # one wording for the time left, in the queue and here
-from engines.diffusion.requests import SCHEDULERS, DiffusionOptions, ImageBatchResult, ImageRequest
+from engines.diffusion.folder import layout_problem
+from engines.diffusion.requests import DiffusionOptions, ImageBatchResult, ImageRequest
+from engines.diffusion.schedulers import SCHEDULERS, sampler_label
 from engines.errors import EmberError
-from engines.jobs import EventKind, JobEvent
+from engines.jobs import JobEvent
 from engines.progress import Checking, Loading, Preview, Running, Step
 
 # About 30 preview renders a second: an engine may send a preview every step of a fast
@@ -95,18 +96,12 @@ CUSTOM_SIZE = "Custom"
 def model_folder_problem(folder: str) -> str:
     """Return why ``folder`` cannot be used as a diffusion model, or "" when it looks right.
 
-    Only the layout is checked here (the engine reads the files when it loads the model).
+    Only the layout is checked here, by the engine's own rule (engines/diffusion/folder.py); the
+    engine reads the files, and says what is missing, when it loads the model.
     """
-    path = Path(folder)
-    if not path.is_dir():
+    if not Path(folder).is_dir():
         return f"The folder {folder} does not exist (any more). Choose the model folder again."
-    if not (path / "model_index.json").is_file():
-        return (
-            f"“{path.name}” is not a diffusion model folder: it has no model_index.json. "
-            "Pick the folder that holds model_index.json, unet/ and vae_decoder/ "
-            "(the diffusers ONNX layout that optimum writes)."
-        )
-    return ""
+    return layout_problem(folder)
 
 
 def model_display_name(folder: str) -> str:
@@ -393,7 +388,7 @@ class ImagesPanel(QWidget):
         self.model_combo.currentIndexChanged.connect(self._on_model_changed)
         self.choose_model_button = QPushButton("Choose folder…")
         self.choose_model_button.setObjectName("chooseModelButton")
-        self.choose_model_button.setToolTip("Pick a diffusers ONNX model folder (the one with model_index.json)")
+        self.choose_model_button.setToolTip("Pick a diffusers ONNX model folder (the one that holds unet/)")
         self.choose_model_button.clicked.connect(self.choose_model_folder)
         model_row = QHBoxLayout()
         model_row.setSpacing(6)
@@ -482,9 +477,8 @@ class ImagesPanel(QWidget):
 
         self.scheduler = QComboBox()
         self.scheduler.setObjectName("schedulerCombo")
-        self.scheduler.addItem("Model default", "")
-        for name in SCHEDULERS:
-            self.scheduler.addItem(SCHEDULER_NAMES.get(name, name), name)
+        for name in ("", *SCHEDULERS):
+            self.scheduler.addItem(sampler_label(name), name)
         self.batch = QSpinBox()
         self.batch.setObjectName("batchBox")
         self.batch.setRange(1, 16)
@@ -647,6 +641,13 @@ class ImagesPanel(QWidget):
         self._safety_notice = notice
         return notice
 
+    def show_notice(self, text: str, *, error: bool = False, decision: Any = None) -> None:
+        """The shared default for a job that ended without images: the safety notice, or the message line."""
+        if decision is not None:
+            self._show_safety_notice(text, str(getattr(decision, "category", "") or ""))
+        else:
+            self._show_message(text)
+
     def safety_notice(self) -> SafetyNotice | None:
         """The safety notice shown under the image, or None."""
         return self._safety_notice
@@ -695,7 +696,7 @@ class ImagesPanel(QWidget):
     def add_model_folder(self, folder: str) -> bool:
         """Use the model in ``folder`` (remembered among the recent ones); returns whether it looks usable.
 
-        A folder without model_index.json is explained under the model chooser and not added.
+        A folder that is not a diffusers ONNX model is explained under the model chooser and not added.
         """
         folder = str(Path(folder).expanduser())
         problem = model_folder_problem(folder)
@@ -841,7 +842,7 @@ class ImagesPanel(QWidget):
         if not folder:
             self._show_model_message(
                 "Choose a diffusion model first: click “Choose folder…” and pick the folder "
-                "that holds model_index.json."
+                "that holds unet/ and model_index.json."
             )
             return None
         problem = model_folder_problem(folder)
@@ -886,21 +887,22 @@ class ImagesPanel(QWidget):
         if request is None:
             return False
         try:
-            op = self.bridge.submit(request)
+            op = (
+                self.bridge.op(request, parent=self)
+                .on_started(self._on_started)
+                .on_progress(self._on_progress)
+                .on_preview(self._on_preview)
+                .on_notice(self._on_notice)
+                .success(self._on_result)
+                .on_blocked(self._on_blocked)
+                .failure(self._on_failed)
+                .on_cancelled(self._on_cancelled)
+                .on_finished(self._on_finished)
+                .run()
+            )
         except (EmberError, RuntimeError) as exc:
             self._show_message(f"The images could not start: {exc}")
             return False
-        (
-            op.on_started(self._on_started)
-            .on_progress(self._on_progress)
-            .on(EventKind.PREVIEW, self._on_preview)
-            .on_notice(self._on_notice)
-            .on_result(self._on_result)
-            .on_blocked(self._on_blocked)
-            .on_failed(self._on_failed)
-            .on_cancelled(self._on_cancelled)
-            .on_finished(self._on_finished)
-        )
         self._request = request
         self._started_s = time.monotonic()
         self._last_step = (0, 0)

@@ -58,10 +58,11 @@ from engines.errors import EmberError, ModelFileError
 from engines.hardware import GpuInfo, gpus, machine
 from engines.jobs import EventKind, JobEvent
 from engines.models.catalog import PANELS, CatalogEntry, CatalogError, download_request, load_catalog
-from engines.models.downloads import DownloadResult, DownloadState, human_bytes
+from engines.models.downloads import DownloadResult, DownloadState
 from engines.models.embedded import EMBEDDED_PREFIX, EMBEDDED_TEXT_MODELS
-from engines.models.fit import Fit, Verdict, estimate_model, fit_of_entry, fit_of_model, gigabytes
+from engines.models.fit import Fit, Verdict, estimate_model, fit_of_entry, fit_of_model
 from engines.models.library import InstalledModel, ModelLibrary, delete_hf_cache_files, hf_cache_files
+from engines.units import human_bytes
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,8 @@ VERDICT_COLOURS = {
     Verdict.CPU_ONLY: "#3d6480",
     Verdict.DOES_NOT_FIT: "#a3361b",
 }
-USE_IN = {"text": "Chat", "diffusion": "Images", "gan": "Images"}
+# The panels a model can be opened in from here ("Use in Chat"); a kind's panel is its modality's.
+USE_IN_PANELS = ("Chat", "Images")
 _EMBEDDED_LICENCES = {m.id: m.license for m in EMBEDDED_TEXT_MODELS}
 _KEY = Qt.ItemDataRole.UserRole
 _FIXED_WIDTHS = {3: 175, 6: 125}  # Licence, Source/Status
@@ -705,8 +707,8 @@ class ModelsPanel(QWidget):
         fit = self._installed_fit.get(model.id)
         if fit is not None:
             self._set_field("Needs", self._needs_text(fit, model))
-        use = USE_IN.get(model.kind)
-        if use:
+        use = PANELS.get(model.kind)
+        if use in USE_IN_PANELS:
             self.use_button.setText(f"Use in {use}")
             self.use_button.show()
         self.remove_button.show()
@@ -720,10 +722,11 @@ class ModelsPanel(QWidget):
     def _needs_text(fit: Fit, model: InstalledModel) -> str:
         try:
             estimate = estimate_model(model.info)
-        except (ValueError, TypeError, ZeroDivisionError, KeyError):
+        except (ValueError, TypeError, ZeroDivisionError, KeyError, EmberError):
             return ""
         context = f" at {estimate.context_tokens:,} tokens of context" if estimate.context_tokens else ""
-        ram, vram = gigabytes(estimate.ram_bytes), gigabytes(estimate.vram_bytes)
+        ram = human_bytes(estimate.ram_bytes, approximate=True)
+        vram = human_bytes(estimate.vram_bytes, approximate=True)
         return f"about {ram} of RAM on the CPU, {vram} on a GPU{context}"
 
     def _removal(self, model: InstalledModel) -> tuple[bool, str]:
@@ -761,7 +764,9 @@ class ModelsPanel(QWidget):
         if entry.context_tokens:
             self._set_field("Context length", f"{entry.context_tokens:,} tokens (Ember's default)")
         self._set_field(
-            "Needs", f"about {gigabytes(entry.ram_bytes)} of RAM on the CPU, {gigabytes(entry.vram_bytes)} on a GPU"
+            "Needs",
+            f"about {human_bytes(entry.ram_bytes, approximate=True)} of RAM on the CPU, "
+            f"{human_bytes(entry.vram_bytes, approximate=True)} on a GPU",
         )
         self._set_field("Runs on", ", ".join(b.upper() if len(b) <= 4 else b.capitalize() for b in entry.backends))
         self.download_button.show()

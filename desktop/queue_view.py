@@ -201,17 +201,19 @@ class DownloadQueue(QObject):
         if entry is None:
             return
         entry.stopping = "cancel"
-        self.studio.cancel_download(download_id)
-        if not entry.active:
-            self._drop(download_id)
-        else:
+        if entry.active:
+            self.studio.cancel_download(download_id)  # only sets the job's cancel token
             self.changed.emit(download_id)
+            return
+        # Deleting the partial files may ask the hub for their names: off the GUI thread.
+        self.bridge.background(lambda: self.studio.cancel_download(download_id)).run()
+        self._drop(download_id)
 
     def clear_finished(self) -> None:
         """Take the finished downloads off the list (their files stay where they are)."""
         for entry in list(self._entries.values()):
             if entry.state == DownloadState.DONE.value and not entry.active:
-                self.studio.downloads.remove(entry.id)
+                self.bridge.background(lambda done=entry.id: self.studio.downloads.remove(done)).run()
                 self._drop(entry.id)
 
     def resume_unfinished(self) -> list[int]:
@@ -284,7 +286,7 @@ class DownloadQueue(QObject):
         if stopping == "cancel":
             if record is not None and record.state is not DownloadState.CANCELLED:
                 # A job cancelled before it started never reached the downloader: finish the cancel.
-                self.studio.cancel_download(download_id)
+                self.bridge.background(lambda: self.studio.cancel_download(download_id)).run()
             self._drop(download_id)
             self.finished.emit(download_id, event)
             return

@@ -1,7 +1,8 @@
 """The Settings page: the safety filter's levels, what happens to unsafe images, the guard model, recent decisions.
 
-Every change goes to the Studio at once (``studio.set_policy``, ``studio.set_guard_model``),
-which applies it to the next check and saves it. The page never checks anything itself.
+Every change goes to the Studio at once (``studio.set_policy``, ``studio.set_guard_model``), which
+applies it to the next check; it is saved off the GUI thread (a background op). The page never
+checks anything itself.
 """
 
 from __future__ import annotations
@@ -358,16 +359,25 @@ class SettingsPage(QWidget):
 
     def _apply(self, policy: Policy) -> bool:
         try:
-            self.studio.set_policy(policy)
+            self.studio.set_policy(policy, save=False)  # at once, for the next check
         except EmberError as exc:
             self.settings_error.setText(f"The setting was not changed: {exc}")
             self.settings_error.show()
             self.sync_from_studio()
             return False
         self.settings_error.hide()
+        self._save()
         self.sync_from_studio()
         self.policy_changed.emit(self.policy)
         return True
+
+    def _save(self) -> None:
+        """Write the safety settings off the GUI thread (in the order they were changed)."""
+        self.bridge.background(self.studio.save_safety_settings).failure(self._not_saved).run()
+
+    def _not_saved(self, error: BaseException) -> None:
+        self.settings_error.setText(f"The setting is in use but could not be saved: {error}")
+        self.settings_error.show()
 
     # -- guard model -------------------------------------------------------------------------
     def choose_guard_model(self) -> None:
@@ -384,13 +394,14 @@ class SettingsPage(QWidget):
         A file the Studio refuses leaves the previous choice in place and shows its reason.
         """
         try:
-            self.studio.set_guard_model(path)
+            self.studio.set_guard_model(path, save=False)
         except EmberError as exc:
             self.guard_error.setText(str(exc))
             self.guard_error.show()
             self._show_guard(self.studio.guard_model())
             return False
         self.guard_error.hide()
+        self._save()
         self._show_guard(self.studio.guard_model())
         self.guard_model_changed.emit(self.studio.guard_model())
         return True

@@ -31,6 +31,7 @@ from engines.errors import EmberError
 from engines.jobs import JobEvent
 from engines.progress import Step
 from engines.provenance.verify import VerifyReport, VerifyRequest
+from engines.reproducibility import reproducibility
 
 _FILE_FILTER = "Images, audio and text (*.png *.jpg *.jpeg *.webp *.wav *.txt *.md);;All files (*)"
 _KIND_NAMES = {"image": "Image", "audio": "Audio", "text": "Text", "unknown": "File"}
@@ -128,6 +129,8 @@ class VerifyCard(QFrame):
         if report.parameters:
             rows.append(("Parameters", self._parameters(report.parameters)))
         rows.append(("Library record", record_text(report)))
+        if report.records:
+            rows.append(("Made again", reproducibility(report.records[0].provenance.settings)))
         for title, value in rows:
             key = QLabel(title)
             key.setObjectName("fieldName")
@@ -279,17 +282,16 @@ class VerifyPanel(QWidget):
             return False
         self.message.hide()
         try:
-            op = self.bridge.submit(VerifyRequest(paths=tuple(paths)))
+            op = (
+                self.bridge.op(VerifyRequest(paths=tuple(paths)), parent=self)
+                .on_progress(self._on_progress)
+                .success(self._on_result)
+                .on_finished(self._on_finished)
+                .run()
+            )
         except (EmberError, RuntimeError) as exc:
             self._show_message(f"Ember could not start checking these files: {exc}")
             return False
-        (
-            op.on_progress(self._on_progress)
-            .on_result(self._on_result)
-            .on_failed(self._on_failed)
-            .on_blocked(self._on_failed)
-            .on_finished(self._on_finished)
-        )
         self._set_busy(op, len(paths))
         return True
 
@@ -335,6 +337,10 @@ class VerifyPanel(QWidget):
         self.clear_cards()
         for report in reports:
             self._cards.insertWidget(self._cards.count() - 1, VerifyCard(report))
+
+    def show_notice(self, text: str, *, error: bool = False, decision: Any = None) -> None:
+        """The shared default for a check that did not finish (failed, stopped): the message line."""
+        self._on_failed(text)
 
     def _on_failed(self, reason: Any) -> None:
         text = str(getattr(reason, "reason", "") or reason)

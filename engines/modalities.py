@@ -1,8 +1,9 @@
 """The one list of modalities Ember runs. A new modality is a package under engines/ plus a line here.
 
-:func:`register` adds one at run time (a plugin, or a test's throwaway modality); the
-Studio, main.py, the catalog, the inspector, the fit estimate and the enforcement test all
-read :func:`modalities`.
+:func:`register` adds one at run time (a plugin, or a test's throwaway modality); so does
+``EMBER_MODALITIES="package.module:NAME,..."`` for every process that imports this module,
+the engine processes included. The Studio, main.py, the catalog, the inspector, the fit
+estimate and the enforcement test all read :func:`modalities`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,20 @@ from engines.text.modality import TEXT
 
 _REGISTERED: list[Modality] = [TEXT, IMAGE]
 _lock = threading.Lock()
+
+# Kinds whose modality has not landed yet: the catalog already lists such models. The speech and
+# upscaling modalities take them over (a registered modality's kind of the same name wins).
+UPCOMING_KINDS: tuple[ModelKind, ...] = (
+    ModelKind(
+        "upscaler",
+        "Upscale",
+        "onnx",
+        frozenset({"scale", "tile"}),
+        frozenset({"scale"}),
+        estimate="engines.models.fit:estimate_image_graph",
+    ),
+    ModelKind("voice", "Speech", "piper", frozenset({"sample_rate_hz"}), frozenset({"sample_rate_hz"})),
+)
 
 
 def modalities() -> tuple[Modality, ...]:
@@ -65,11 +80,37 @@ def modality_for_options(options: Any) -> Modality | None:
 
 
 def model_kinds() -> tuple[ModelKind, ...]:
-    """Every model kind some modality runs."""
-    return tuple(kind for m in modalities() for kind in m.kinds)
+    """Every model kind Ember knows: those of the registered modalities, in their order, then the
+    :data:`UPCOMING_KINDS` that no registered modality declares."""
+    registered = tuple(kind for m in modalities() for kind in m.kinds)
+    taken = {kind.kind for kind in registered}
+    return registered + tuple(kind for kind in UPCOMING_KINDS if kind.kind not in taken)
+
+
+def model_kind(kind: str) -> ModelKind | None:
+    """The model kind called ``kind`` (as :func:`model_kinds` has it), or None."""
+    return next((k for k in model_kinds() if k.kind == kind), None)
 
 
 def media_of(request: Any) -> str:
     """What ``request`` makes ("text", "image", "audio"); "text" for requests no modality runs."""
     modality = modality_of(request)
     return modality.media if modality is not None else "text"
+
+
+def _register_from_environment() -> None:
+    """Register the modalities ``EMBER_MODALITIES`` names (module:attribute, comma-separated)."""
+    import importlib
+    import os
+
+    for spec in filter(None, (part.strip() for part in os.environ.get("EMBER_MODALITIES", "").split(","))):
+        module_name, _, attribute = spec.partition(":")
+        try:
+            modality = getattr(importlib.import_module(module_name), attribute or "MODALITY")
+        except (ImportError, AttributeError) as exc:
+            raise EmberError(f"EMBER_MODALITIES names '{spec}', which cannot be loaded ({exc}).") from None
+        if modality not in _REGISTERED:
+            register(modality)
+
+
+_register_from_environment()

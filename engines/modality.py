@@ -33,6 +33,12 @@ class ModelKind:
 
     ``defaults`` are the keys a catalog entry of this kind may give under "defaults",
     ``required_defaults`` those it must give.
+
+    ``estimate`` names the memory estimate of a model of this kind as "module:function": a
+    function ``(info: ModelInfo, context_tokens, width, height) -> FitEstimate`` (see
+    engines/models/fit.py). It is a name, imported when an estimate is first asked for, because
+    the fit estimate reads this table: importing the function here would make a cycle. ""
+    takes the fit estimate's generic one for a single ONNX graph.
     """
 
     kind: str  # "text", "guard", "diffusion", ...
@@ -40,25 +46,28 @@ class ModelKind:
     format: str  # "gguf", "onnx-diffusers", "onnx", "piper"
     defaults: frozenset[str] = frozenset()
     required_defaults: frozenset[str] = frozenset()
+    estimate: str = ""  # "engines.models.fit:estimate_text_model"
 
 
 @dataclass(frozen=True)
 class Command:
-    """A command of ``main.py`` that submits this modality's requests.
+    """A command of ``main.py``.
 
-    ``request(args)`` builds the request (raises EmberError with a reason); ``on_event(args,
-    event)`` shows progress as it happens (tokens to stdout, steps to stderr); ``result(args,
-    data)`` prints the RESULT event's data and returns the exit status. The shared runner says
-    what a block (exit 3), a failure (1) and a cancel (130, Ctrl+C) mean.
+    Most submit a request: ``request(args)`` builds it (raises EmberError with a reason);
+    ``on_event(args, event)`` shows progress as it happens (tokens to stdout, steps to stderr);
+    ``result(args, data)`` prints the RESULT event's data and returns the exit status. The shared
+    runner (engines/cli.py) says what a block (exit 3), a failure (1, its reason on one line) and
+    a cancel (130, Ctrl+C) mean. A command that submits nothing gives ``run(args)`` instead.
     """
 
     name: str
     help: str
     description: str
     arguments: Callable[[argparse.ArgumentParser], None]
-    request: Callable[[argparse.Namespace], Any]
-    result: Callable[[argparse.Namespace, Any], int]
+    request: Callable[[argparse.Namespace], Any] | None = None
+    result: Callable[[argparse.Namespace, Any], int] | None = None
     on_event: Callable[[argparse.Namespace, JobEvent], None] = lambda args, event: None
+    run: Callable[[argparse.Namespace], int] | None = None
 
 
 @dataclass(frozen=True)

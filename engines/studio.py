@@ -106,6 +106,7 @@ def engine_factory_for(options: Any) -> EngineFactory:
     Raises EmberError for options no engine loads.
     """
     from engines.safety.image import ImageClassifierOptions, make_image_classifier
+    from engines.selftest import SystemOptions, make_system_engine
     from engines.text.vocab import VocabOptions, make_vocab_engine
 
     modality = modality_for_options(options)
@@ -115,6 +116,8 @@ def engine_factory_for(options: Any) -> EngineFactory:
         return make_image_classifier
     if isinstance(options, VocabOptions):
         return make_vocab_engine
+    if isinstance(options, SystemOptions):
+        return make_system_engine
     raise EmberError(f"Ember has no engine for {type(options).__name__}.")
 
 
@@ -188,9 +191,10 @@ class Studio:
         self._request_checks: list[RequestCheck] = [self.safety.check_request]
         self._tokenizers: dict[str, Callable[[str], list[int]]] = {}
         guard = self.settings.get("safety.guard_model")
-        if isinstance(guard, str) and guard:
+        self._guard_path: str | None = guard if isinstance(guard, str) and guard else None
+        if self._guard_path:
             try:
-                self.safety.guard = _guard_checker(self.engines, guard)
+                self.safety.guard = _guard_checker(self.engines, self._guard_path)
             except EmberError:
                 log.warning("The guard model %s cannot be used any more; checking without it.", guard)
         self._gpu: bool | None = None
@@ -205,18 +209,23 @@ class Studio:
         self._warm_up.start()
 
     # -- settings ------------------------------------------------------------------------------
-    def set_policy(self, policy: Policy) -> None:
-        """Apply a safety policy at once (to the next check) and save it."""
+    def set_policy(self, policy: Policy, *, save: bool = True) -> None:
+        """Apply a safety policy at once (to the next check) and save it (the window saves off its thread)."""
         self.safety.policy = policy
-        self.settings.set("safety.policy", policy.to_json())
+        if save:
+            self.save_safety_settings()
+
+    def save_safety_settings(self) -> None:
+        """Write the policy and the guard model in use to the settings store."""
+        self.settings.set("safety.policy", self.safety.policy.to_json())
+        self.settings.set("safety.guard_model", self._guard_path or "")
 
     def guard_model(self) -> str | None:
         """The guard model's path, or None when none is set."""
-        value = self.settings.get("safety.guard_model")
-        return value if isinstance(value, str) and value else None
+        return self._guard_path
 
-    def set_guard_model(self, path: str | None) -> None:
-        """Use a Llama Guard 3 / ShieldGemma GGUF as an extra judge (None: no guard model).
+    def set_guard_model(self, path: str | None, *, save: bool = True) -> None:
+        """Use a Llama Guard 3 / ShieldGemma GGUF as an extra judge (None: no guard model), and save the choice.
 
         Raises EmberError (ModelFileError) for a missing or broken file; nothing changes then.
         """
@@ -224,7 +233,9 @@ class Studio:
             self.safety.guard = _guard_checker(self.engines, path)
         else:
             self.safety.guard = None
-        self.settings.set("safety.guard_model", path or "")
+        self._guard_path = path or None
+        if save:
+            self.save_safety_settings()
 
     def add_request_check(self, check: RequestCheck) -> None:
         """Run ``check`` on every request at submission; it raises OutputBlocked to refuse one."""

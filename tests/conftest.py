@@ -60,6 +60,31 @@ def studio(ember_home: Path) -> Iterator[Studio]:
     assert not left, f"threads left behind: {left}"
 
 
+class _PromptsOnly:
+    """The safety filter's text layers for prompts only: replies pass unjudged (see ``replies_unjudged``)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def check(self, text: str, role: str = "prompt") -> Any:
+        return self._inner.check(text, role=role) if role == "prompt" else []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+@pytest.fixture
+def replies_unjudged(studio: Studio) -> Studio:
+    """The Studio with replies passing the rule and classifier layers unjudged; prompts are still checked.
+
+    For tests about something else (watermarks, Regenerate, Continue) whose replies are sampled
+    stories: another CPU's kernels sample other words, and whether one machine's story trips the
+    filter must not decide such a test. The safety stage still runs and records its decision.
+    """
+    studio.safety.text = _PromptsOnly(studio.safety.text)
+    return studio
+
+
 @pytest.fixture
 def smol(smollm2_path: str) -> ModelOptions:
     """Load options for the embedded chat model with a small context (fast to load)."""

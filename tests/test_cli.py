@@ -10,12 +10,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def ember(*args: str, home: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def ember(
+    *args: str, home: Path, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {
         "EMBER_HOME": str(home),
         "HOME": str(home),  # no LM Studio, GPT4All or Hugging Face cache of the machine's user
         "PATH": "/usr/bin:/bin",
         "QT_QPA_PLATFORM": "offscreen",
+        **(env or {}),
     }
     return subprocess.run(
         [sys.executable, str(ROOT / "main.py"), *args],
@@ -134,10 +137,28 @@ def test_models_import_uses_the_file_where_it_is_and_remove_forgets_it(tmp_path:
     assert refused.returncode == 1 and "GGUF" in refused.stderr
 
 
-def test_self_test_generates_through_the_full_path(tmp_path: Path) -> None:
+def test_self_test_reports_the_cpu_the_kernels_and_runs_text_and_an_image_step(tmp_path: Path) -> None:
     out = ember("self-test", home=tmp_path)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith("ok:")
+    lines = out.stdout.splitlines()
+    assert lines[-1] == "ok"
+    assert any(line.startswith("CPU: ") for line in lines)
+    assert any("instruction sets:" in line and ("avx" in line or "neon" in line.lower()) for line in lines)
+    assert any(line.startswith("llama.cpp: llama-cpp-python 0.3.36, CPU kernels: ") for line in lines)
+    assert any(line.startswith("onnxruntime ") and "CPUExecutionProvider" in line for line in lines)
+    assert any(line.startswith("text: ") and " tokens at " in line for line in lines)
+    assert any(line.startswith("image: one denoising step") for line in lines)
+    report = json.loads(ember("self-test", "--json", home=tmp_path).stdout)
+    assert report["engine"]["pid"] != report["text"].get("pid", -1) and not report["failure"]
+    assert report["engine"]["llama_cpu_variant"] not in ("sapphirerapids",)  # never the crashing AMX kernels
+    assert report["image"]["width"] == 64 and report["text"]["tokens"] >= 1
+
+
+def test_self_test_fails_with_a_one_line_reason(tmp_path: Path) -> None:
+    out = ember("self-test", home=tmp_path, env={"EMBER_LLAMA_CPU_VARIANT": "no-such-cpu"})
+    assert out.returncode == 1
+    assert out.stderr.startswith("ember: Self-test failed: the engine process: ") and out.stderr.count("\n") == 1
+    assert "no-such-cpu" in out.stderr and out.stdout.splitlines()[-1].startswith("FAILED: ")
 
 
 def test_llama_cpp_warnings_stay_off_stderr_unless_asked_for(tmp_path: Path) -> None:

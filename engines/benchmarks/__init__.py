@@ -60,24 +60,3 @@ class Report:
 
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
-
-
-def run_benchmark(name: str, **options: Any) -> Report:
-    """Run the benchmark ``name`` and return its report; raises ValueError for an unknown name."""
-    if name == "text":
-        from engines.benchmarks.text import run_text_bench
-
-        return run_text_bench(**options)
-    if name == "provenance":
-        from engines.benchmarks.provenance import run_provenance_bench
-
-        return run_provenance_bench(**options)
-    if name == "safety":
-        from engines.benchmarks.safety import run_safety_bench
-
-        return run_safety_bench(**options)
-    if name == "image":
-        from engines.benchmarks.image import run_image_bench
-
-        return run_image_bench(**options)
-    raise ValueError(f"There is no benchmark named {name!r}.")

@@ -34,16 +34,16 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from engines.diffusion.folder import UNET_GRAPH
 from engines.errors import EmberError, ModelFileError, OutOfMemoryError
+from engines.models.formats import is_pickle
+from engines.units import human_bytes
 
 if TYPE_CHECKING:
     import onnx
 
 Precision = Literal["fp32", "fp16", "int8"]
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
-
-# Weight files that are Python pickles: opening them with torch can run arbitrary code.
-PICKLE_SUFFIXES: tuple[str, ...] = (".bin", ".ckpt", ".pt", ".pth", ".pkl")
 
 # The components Ember's runtime uses. A pipeline's other parts (safety_checker, feature_extractor,
 # image_encoder) are not exported: Ember checks every image with its own safety filter.
@@ -135,7 +135,7 @@ def inspect_checkpoint(source: Path) -> SourceCheckpoint:
     """
     source = Path(source)
     if source.is_file():
-        if source.suffix.lower() in PICKLE_SUFFIXES:
+        if is_pickle(source.name):
             raise ModelFileError(
                 f"{source.name} is a pickle checkpoint, which Ember refuses: loading it can run code. "
                 "Get the model as a diffusers folder with .safetensors weights and convert that folder."
@@ -146,6 +146,8 @@ def inspect_checkpoint(source: Path) -> SourceCheckpoint:
         )
     if not source.is_dir():
         raise ModelFileError(f"There is no folder at {source}. Check the path.")
+    if (source / UNET_GRAPH).is_file():  # an ONNX export, OnnxStack's (no model_index.json) too
+        raise ModelFileError(f"{source.name} is already in the ONNX layout; Ember can open it as it is.")
     index_path = source / "model_index.json"
     if not index_path.is_file():
         raise ModelFileError(
@@ -163,7 +165,7 @@ def inspect_checkpoint(source: Path) -> SourceCheckpoint:
         ) from None
 
     pipeline_class = str(index.get("_class_name", ""))
-    if (source / "unet" / "model.onnx").is_file() or pipeline_class.startswith(("ORT", "Onnx")):
+    if pipeline_class.startswith(("ORT", "Onnx")):
         raise ModelFileError(f"{source.name} is already in the ONNX layout; Ember can open it as it is.")
     listed = {name for name, value in index.items() if not name.startswith("_") and _is_component(value)}
     if "unet" not in listed:
@@ -239,7 +241,8 @@ def convert_to_onnx(
     if free < needed:
         raise EmberError(
             f"Not enough disk space in {parent}: converting {source.name} to {precision} needs about "
-            f"{_gb(needed)} free and there is {_gb(free)}. Free some space or pick another output folder (-o)."
+            f"{human_bytes(needed, approximate=True)} free and there is {human_bytes(free, approximate=True)}. "
+            "Free some space or pick another output folder (-o)."
         )
     modules = _import_converter()
 
@@ -247,7 +250,8 @@ def convert_to_onnx(
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise EmberError(f"Ember cannot create {parent} ({exc.strerror or exc}). Pick another output folder.") from None
-    say(f"Converting {source.name} ({checkpoint.kind}, {_gb(checkpoint.fp32_bytes)} as fp32) to ONNX {precision}")
+    fp32 = human_bytes(checkpoint.fp32_bytes, approximate=True)
+    say(f"Converting {source.name} ({checkpoint.kind}, {fp32} as fp32) to ONNX {precision}")
     try:
         tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.converting-"))
     except OSError as exc:
@@ -297,7 +301,8 @@ def convert_to_onnx(
         ) from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    say(f"Wrote {out} ({_gb(sum(component_bytes.values()))} of ONNX) in {seconds:.0f} s")
+    written = human_bytes(sum(component_bytes.values()), approximate=True)
+    say(f"Wrote {out} ({written} of ONNX) in {seconds:.0f} s")
     return ConvertResult(
         out=out,
         kind=checkpoint.kind,
@@ -371,7 +376,7 @@ def _pick_weights(source: Path, components: tuple[str, ...]) -> tuple[str | None
         component_plain = [p for p in safetensors if not p.name.endswith(".fp16.safetensors")]
         component_fp16 = [p for p in safetensors if p.name.endswith(".fp16.safetensors")]
         if not safetensors:
-            pickles = [p.name for p in files if p.suffix.lower() in PICKLE_SUFFIXES]
+            pickles = [p.name for p in files if is_pickle(p.name)]
             if pickles:
                 pickled.append(f"{name}/{pickles[0]}")
                 continue
@@ -435,12 +440,6 @@ def _existing_ancestor(folder: Path) -> Path:
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
     return folder
-
-
-def _gb(n: int) -> str:
-    return (
-        f"{n / 1e9:.1f} GB" if n >= 1_000_000_000 else f"{n / 1e6:.0f} MB" if n >= 10_000_000 else f"{n / 1e6:.1f} MB"
-    )
 
 
 # ----------------------------------------------------------------------------------------------

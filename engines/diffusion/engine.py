@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from engines.diffusion.pipeline import DiffusionPipeline, ModelFolder, describe_size, read_model_folder
+from engines.diffusion.pipeline import DiffusionPipeline, ModelFolder, read_model_folder
 from engines.diffusion.requests import DiffusionOptions, GeneratedImages, ImageRequest
 from engines.diffusion.schedulers import scheduler_for_config
 from engines.engine import Progress
@@ -25,6 +25,7 @@ from engines.hardware import available_ram_bytes, default_threads
 from engines.jobs import CancelToken
 from engines.models.hashes import file_sha256
 from engines.pipeline import Provenance
+from engines.units import human_bytes
 
 
 def cuda_usable() -> bool:
@@ -125,6 +126,18 @@ class DiffusionEngine:
             raise ModelFileError(f"Ember cannot read the UNet of '{self.model.path}' ({exc}).") from None
         self._pipeline = pipeline
 
+    @property
+    def kernels(self) -> str:
+        """The onnxruntime build and execution provider the images are computed with, as a record names them."""
+        import onnxruntime as ort
+
+        provider = self._pipeline.provider if self._pipeline is not None else "CPUExecutionProvider"
+        return f"onnxruntime {ort.__version__} {provider}"
+
+    def details(self) -> dict[str, Any]:
+        """What the Studio may read of this engine when it runs in an engine process."""
+        return {"threads": self.threads, "sha256": self._sha256, "kernels": self.kernels if self._pipeline else ""}
+
     def unload(self) -> None:
         """Free every graph."""
         if self._pipeline is not None:
@@ -151,7 +164,8 @@ class DiffusionEngine:
         if need > free:
             raise OutOfMemoryError(
                 f"A {request.width}x{request.height} image at batch {request.batch_size} needs about "
-                f"{describe_size(need)}; {describe_size(free)}{where} is free. Lower the size or batch."
+                f"{human_bytes(need, approximate=True)}; {human_bytes(free, approximate=True)}{where} is free. "
+                "Lower the size or batch."
             )
 
     def defaults(self, request: ImageRequest) -> tuple[int, float, str]:
@@ -230,8 +244,16 @@ class DiffusionEngine:
 
     def provenance(self, request: ImageRequest, output: GeneratedImages) -> Provenance:
         """Return what made ``output``: the model, its UNet's SHA-256, the backend, the first image's settings."""
+        from engines.reproducibility import made_on
+
         first = dict(output.parameters[0]) if output.parameters else {}
-        settings = {**first, "threads": self.threads, "device": self.options.device, "batch_size": request.batch_size}
+        settings = {
+            **first,
+            "threads": self.threads,
+            "device": self.options.device,
+            "batch_size": request.batch_size,
+            "made_on": made_on(self.backend, self.kernels),
+        }
         return Provenance(
             model_name=self.name,
             model_path=str(self.model.path),

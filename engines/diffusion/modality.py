@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from engines.diffusion.commands import CONVERT_COMMAND, IMAGE_BENCH, IMAGE_COMMAND
 from engines.diffusion.requests import DiffusionOptions, ImageBatchResult, ImageRequest
 from engines.errors import EmberError
 from engines.host.wire import EngineContext, Ran
@@ -34,7 +35,8 @@ def _split(request: ImageRequest, ran: Ran) -> list[Finished]:
     timings = {k: float(v) for k, v in output.timings.items() if isinstance(v, (int, float))}
     finished: list[Finished] = []
     for index, (pixels, parameters) in enumerate(zip(output.images, output.parameters, strict=True)):
-        provenance = replace(base, settings=dict(parameters), seed=parameters.get("seed", base.seed))
+        settings = {**parameters, "made_on": base.settings.get("made_on")}
+        provenance = replace(base, settings=settings, seed=parameters.get("seed", base.seed))
         finished.append((ImageOutput(pixels, dict(parameters), index=index), provenance, timings))
     return finished
 
@@ -73,6 +75,8 @@ IMAGE = Modality(
     sink=_sink,
     sample_requests=_samples,
     lost="try again, perhaps at a smaller size or batch.",
+    commands=(IMAGE_COMMAND, CONVERT_COMMAND),
+    benches=(IMAGE_BENCH,),
     kinds=(
         ModelKind(
             "diffusion",
@@ -80,7 +84,15 @@ IMAGE = Modality(
             "onnx-diffusers",
             frozenset({"width", "height", "steps"}),
             frozenset({"width", "height", "steps"}),
+            estimate="engines.models.fit:estimate_diffusion_model",
         ),
-        ModelKind("gan", "Images", "onnx", frozenset({"width", "height"}), frozenset({"width", "height"})),
+        ModelKind(
+            "gan",
+            "Images",
+            "onnx",
+            frozenset({"width", "height"}),
+            frozenset({"width", "height"}),
+            estimate="engines.models.fit:estimate_image_graph",
+        ),
     ),
 )

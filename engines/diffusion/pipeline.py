@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from engines.diffusion.folder import layout_problem, missing_parts, text_encoders
 from engines.diffusion.onnx_graph import CPU, CUDA, OnnxGraph
 from engines.diffusion.preview import latent_preview
 from engines.diffusion.schedulers import NoiseSource, Scheduler, SeededNoise, make_scheduler
@@ -122,43 +123,19 @@ def read_model_folder(folder: Path | str) -> ModelFolder:
     Raises ModelFileError when it is not such a folder, or a component it needs is missing.
     """
     path = Path(folder).expanduser()
-    if not path.is_dir():
-        raise ModelFileError(f"'{path}' is not a folder. Pick the folder of a diffusers ONNX model.")
-    if not (path / "unet" / "model.onnx").is_file():
-        if (path / "unet" / "diffusion_pytorch_model.safetensors").is_file() or (
-            path / "unet" / "diffusion_pytorch_model.fp16.safetensors"
-        ).is_file():
-            raise ModelFileError(
-                f"'{path}' is a diffusers checkpoint for PyTorch, not an ONNX model. "
-                "Convert it first (main.py convert), then pick the folder that writes."
-            )
-        if not (path / "model_index.json").is_file():
-            raise ModelFileError(
-                f"'{path}' is not a diffusers ONNX folder: it has no model_index.json and no unet/model.onnx. "
-                "Pick the folder optimum's exporter wrote (with unet/, vae_decoder/, text_encoder/, tokenizer/)."
-            )
-        raise ModelFileError(f"The model folder '{path}' has no unet/model.onnx. Re-download or re-convert the model.")
+    problem = layout_problem(path)
+    if problem:
+        raise ModelFileError(problem)
     model_index = _read_json(path / "model_index.json")
-    xl = (path / "text_encoder_2").is_dir() or "XL" in str(model_index.get("_class_name", ""))
-    encoders = tuple(
-        (tok, enc)
-        for tok, enc in (("tokenizer", "text_encoder"), ("tokenizer_2", "text_encoder_2"))
-        if (path / enc / "model.onnx").is_file()
-    )
-    if not encoders:
+    missing = missing_parts(path, model_index)
+    if missing:
         raise ModelFileError(
-            f"The model folder '{path}' has no text encoder (text_encoder/model.onnx). Re-download or re-convert it."
-        )
-    for tok, enc in encoders:
-        if not (path / tok).is_dir():
-            raise ModelFileError(
-                f"The model folder '{path}' has {enc}/ but no {tok}/ beside it. Re-download or re-convert the model."
-            )
-    if not (path / "vae_decoder" / "model.onnx").is_file():
-        raise ModelFileError(
-            f"The model folder '{path}' has no vae_decoder/model.onnx, so it cannot make pixels. "
+            f"The model folder '{path}' is incomplete: it has no {', '.join(missing)}. "
             "Re-download or re-convert the model."
         )
+    pairs = text_encoders(path, model_index)
+    encoders = tuple((tokenizer, encoder) for encoder, tokenizer in pairs)
+    xl = any(encoder == "text_encoder_2" for encoder, _ in pairs) or "XL" in str(model_index.get("_class_name", ""))
     scheduler_config = _read_json(path / "scheduler" / "scheduler_config.json")
     if not scheduler_config:
         raise ModelFileError(
@@ -640,12 +617,3 @@ class DiffusionPipeline:
             picture = latent_preview(estimate[j], xl=self.model.xl)
             if picture is not None:
                 progress.preview(picture, j)
-
-
-def describe_size(num_bytes: float) -> str:
-    """Return a size for a person: '14 GB', '850 MB'."""
-    if num_bytes >= 10 * 2**30:
-        return f"{num_bytes / 2**30:.0f} GB"
-    if num_bytes >= 2**30:
-        return f"{num_bytes / 2**30:.1f} GB"
-    return f"{max(1, math.ceil(num_bytes / 2**20))} MB"

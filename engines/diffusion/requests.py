@@ -7,8 +7,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-# Scheduler names a person picks; "" means the one the model folder's scheduler_config.json names.
-SCHEDULERS: tuple[str, ...] = ("euler", "euler_a", "dpmpp_2m_karras", "ddim", "lcm")
+# The scheduler names a person picks (their one list is engines/diffusion/schedulers); "" means
+# the one the model folder's scheduler_config.json names.
+from engines.diffusion.schedulers import SCHEDULERS
 
 
 @dataclass(frozen=True)

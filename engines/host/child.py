@@ -196,6 +196,8 @@ def main(conn: Any, context: EngineContext) -> None:
     """The engine process's entry point (multiprocessing's spawn target)."""
     # Ctrl+C in a terminal reaches the whole process group: the Studio decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # On an abort ggml would attach gdb to print a backtrace (about a second); the exit code says enough.
+    os.environ.setdefault("GGML_NO_BACKTRACE", "1")
     logging.basicConfig(level=context.log_level, format="ember engine: %(name)s: %(message)s")
     logging.getLogger("engines.llama_cpp").setLevel(max(context.log_level, logging.ERROR))
     _prepare_native_libraries()

@@ -11,50 +11,28 @@ exact sizes and known SHA-256s against what the hub serves and treats the others
 An entry with ``include`` patterns names a whole folder (a diffusers ONNX export): the files to
 fetch are those of the repository that match the patterns, ``files`` lists the main ones, and
 ``download_size_bytes`` is the folder's approximate total.
+
+The kinds an entry may have, with the panel, the format and the defaults that go with each, are
+the modalities' (``engines.modalities.model_kinds``); ``KINDS``, ``PANELS`` and ``FORMATS`` are
+read from there whenever they are asked for, so a modality registered at run time is in them.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from engines.errors import EmberError
+from engines.modalities import model_kinds
+from engines.modality import ModelKind
+from engines.models.downloads import DownloadRequest, files_with_included
+from engines.models.formats import is_pickle
 
-if TYPE_CHECKING:
-    from engines.models.downloads import DownloadRequest
-
-KINDS = ("text", "diffusion", "upscaler", "voice", "guard", "gan")
-PANELS = {
-    "text": "Chat",
-    "diffusion": "Images",
-    "gan": "Images",
-    "upscaler": "Upscale",
-    "voice": "Speech",
-    "guard": "Settings/Safety",
-}
-FORMATS = {
-    "text": "gguf",
-    "guard": "gguf",
-    "diffusion": "onnx-diffusers",
-    "upscaler": "onnx",
-    "gan": "onnx",
-    "voice": "piper",
-}
 BACKENDS = frozenset({"cpu", "cuda", "metal", "vulkan", "rocm", "directml", "coreml"})
-PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")
-_DEFAULTS = {  # allowed keys, and the ones every entry of the kind must give
-    "text": ({"context_tokens"}, {"context_tokens"}),
-    "guard": ({"context_tokens"}, {"context_tokens"}),
-    "diffusion": ({"width", "height", "steps"}, {"width", "height", "steps"}),
-    "gan": ({"width", "height"}, {"width", "height"}),
-    "upscaler": ({"scale", "tile"}, {"scale"}),
-    "voice": ({"sample_rate_hz"}, {"sample_rate_hz"}),
-}
 _REQUIRED = (
     "id",
     "name",
@@ -85,6 +63,21 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 class CatalogError(EmberError):
     """The model catalog file is damaged or does not follow its schema."""
+
+
+def _kinds() -> dict[str, ModelKind]:
+    return {k.kind: k for k in model_kinds()}
+
+
+def __getattr__(name: str) -> Any:
+    """``KINDS`` (the kind names), ``PANELS`` and ``FORMATS`` (kind to panel, kind to format), as now registered."""
+    if name == "KINDS":
+        return tuple(_kinds())
+    if name == "PANELS":
+        return {k.kind: k.panel for k in model_kinds()}
+    if name == "FORMATS":
+        return {k.kind: k.format for k in model_kinds()}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -157,15 +150,10 @@ class CatalogEntry:
         Without a listing it returns ``files`` alone, which for a folder entry may lack weights kept
         in external data files: list the repository first (``HfApi.list_repo_files``).
         """
-        wanted = [f.path for f in self.files]
+        wanted = tuple(f.path for f in self.files)
         if self.include and repo_files is not None:
-            chosen = set(wanted)
-            for path in sorted(repo_files):
-                if path not in chosen and any(fnmatch.fnmatchcase(path, pattern) for pattern in self.include):
-                    if not path.lower().endswith(PICKLE_SUFFIXES):
-                        wanted.append(path)
-                        chosen.add(path)
-        return tuple(wanted)
+            return files_with_included(wanted, self.include, repo_files)
+        return wanted
 
     def expected_sha256(self) -> dict[str, str]:
         """Return {repository path: SHA-256} for the files whose published hash is known."""
@@ -230,8 +218,6 @@ def download_request(entry: CatalogEntry, token: str | None = None) -> DownloadR
     ``token`` (an empty one counts as none) is sent to the hub, never stored. Raises nothing for an
     entry that :func:`load_catalog` returned.
     """
-    from engines.models.downloads import DownloadRequest  # here: downloads imports this module
-
     return DownloadRequest(
         repo_id=entry.repo,
         files=tuple(f.path for f in entry.files),
@@ -268,15 +254,17 @@ def _parse(raw: Any) -> CatalogEntry:
     entry_id = _text(raw, "id")
     if not _ID.match(entry_id):
         raise _Problem("'id' must be lowercase letters, digits, '.', '_' or '-'")
+    kinds = _kinds()
     kind = _text(raw, "kind")
-    if kind not in KINDS:
-        raise _Problem(f"kind '{kind}' is not one of {', '.join(KINDS)}")
+    if kind not in kinds:
+        raise _Problem(f"kind '{kind}' is not one of {', '.join(kinds)}")
+    known = kinds[kind]
     panel = _text(raw, "panel")
-    if panel != PANELS[kind]:
-        raise _Problem(f"a {kind} model belongs to the {PANELS[kind]} panel, not '{panel}'")
+    if panel != known.panel:
+        raise _Problem(f"a {kind} model belongs to the {known.panel} panel, not '{panel}'")
     fmt = _text(raw, "format")
-    if fmt != FORMATS[kind]:
-        raise _Problem(f"a {kind} model is in format '{FORMATS[kind]}', not '{fmt}'")
+    if fmt != known.format:
+        raise _Problem(f"a {kind} model is in format '{known.format}', not '{fmt}'")
     repo = _text(raw, "repo")
     if not _REPO.match(repo):
         raise _Problem(f"repo '{repo}' is not an 'owner/name' Hugging Face repository")
@@ -292,7 +280,7 @@ def _parse(raw: Any) -> CatalogEntry:
     needs = raw["needs"]
     if not isinstance(needs, dict) or set(needs) != {"ram_bytes", "vram_bytes"}:
         raise _Problem("'needs' must hold exactly 'ram_bytes' and 'vram_bytes'")
-    defaults = _defaults(raw["defaults"], kind)
+    defaults = _defaults(raw["defaults"], known)
     backends = raw["backends"]
     if not isinstance(backends, list) or not backends or not all(isinstance(b, str) for b in backends):
         raise _Problem("'backends' must be a non-empty list of names")
@@ -371,7 +359,7 @@ def _files(raw: Any, fmt: str) -> tuple[CatalogFile, ...]:
             raise _Problem(f"file path {path!r} is not a path inside the repository")
         if any(part in ("", ".", "..") for part in path.split("/")):
             raise _Problem(f"file path {path!r} is not a path inside the repository")
-        if path.lower().endswith(PICKLE_SUFFIXES):
+        if is_pickle(path):
             raise _Problem(f"'{path}' is a pickle-based file, which can run code when loaded; Ember lists none")
         size = _positive(item["size_bytes"], f"size_bytes of {path}")
         if not isinstance(item["size_exact"], bool):
@@ -392,14 +380,13 @@ def _files(raw: Any, fmt: str) -> tuple[CatalogFile, ...]:
     return tuple(files)
 
 
-def _defaults(raw: Any, kind: str) -> dict[str, int]:
-    allowed, required = _DEFAULTS[kind]
+def _defaults(raw: Any, kind: ModelKind) -> dict[str, int]:
     if not isinstance(raw, dict):
         raise _Problem("'defaults' must be an object")
-    unknown = set(raw) - allowed
+    unknown = set(raw) - kind.defaults
     if unknown:
-        raise _Problem(f"'defaults' has key(s) a {kind} model does not use: {', '.join(sorted(unknown))}")
-    missing = required - set(raw)
+        raise _Problem(f"'defaults' has key(s) a {kind.kind} model does not use: {', '.join(sorted(unknown))}")
+    missing = kind.required_defaults - set(raw)
     if missing:
         raise _Problem(f"'defaults' must give {', '.join(sorted(missing))}")
     return {k: _positive(v, f"defaults.{k}") for k, v in raw.items()}

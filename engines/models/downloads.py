@@ -51,14 +51,15 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engines.errors import Cancelled, EmberError, describe_unexpected
-from engines.models.catalog import PICKLE_SUFFIXES
+from engines.models.formats import is_pickle
+from engines.units import human_bytes
 
 if TYPE_CHECKING:
     import requests
@@ -216,14 +217,6 @@ def free_bytes(path: Path | str) -> int:
         except OSError:
             continue
     raise EmberError(f"Ember cannot tell how much space is free at {path}. Check that the folder can be reached.")
-
-
-def human_bytes(n: int | float) -> str:
-    """Return ``n`` bytes as a person reads them: '812 KB', '4.1 GB' (powers of 1000, as disks are sold)."""
-    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
-        if abs(n) >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{int(n)} bytes"
 
 
 # -- the download ---------------------------------------------------------------------------
@@ -397,17 +390,18 @@ def _files_at(
     stop.check(meter)
     commit, listed = _list_repo(request, hub, headers)
     stop.check(meter)
-    files = _with_included(request.files, request.include, listed)
+    files = files_with_included(request.files, request.include, listed)
     meter.files_total = len(files)
     return files, commit
 
 
-def _with_included(files: tuple[str, ...], include: tuple[str, ...], listed: list[str]) -> tuple[str, ...]:
-    """Return ``files`` followed by every listed path that matches a pattern, leaving out pickle files."""
+def files_with_included(files: tuple[str, ...], include: tuple[str, ...], listed: Iterable[str]) -> tuple[str, ...]:
+    """Return ``files`` followed by every ``listed`` path (in sorted order) that matches one of the
+    ``include`` glob patterns, leaving out pickle files. Raises nothing."""
     chosen = list(files)
     taken = set(files)
     for path in sorted(listed):
-        if path in taken or path.lower().endswith(PICKLE_SUFFIXES):
+        if path in taken or is_pickle(path):
             continue
         if any(fnmatch.fnmatchcase(path, pattern) for pattern in include):
             chosen.append(path)
@@ -1206,7 +1200,7 @@ def _cached_snapshot(request: DownloadRequest, storage: Path) -> dict[str, str] 
     files = request.files
     if request.include and snapshot.is_dir():
         present = [p.relative_to(snapshot).as_posix() for p in snapshot.rglob("*") if p.is_file()]
-        files = _with_included(files, request.include, present)
+        files = files_with_included(files, request.include, present)
     paths = {}
     for path in files:
         pointer = snapshot / Path(*path.split("/"))

@@ -16,13 +16,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engines.diffusion.folder import is_diffusion_folder, is_pytorch_checkpoint, missing_parts, text_encoders
 from engines.errors import ModelFileError
+from engines.modalities import model_kinds
+from engines.models.formats import PICKLE_SUFFIXES
 from engines.models.onnx_header import FLOAT, FLOAT16, OnnxHeader, OnnxValue, read_onnx_header
 from engines.text.gguf_header import GGUFHeader, read_gguf_header
-
-KINDS = ("text", "diffusion", "upscaler", "gan", "voice", "guard")
-FORMATS = ("gguf", "onnx-diffusers", "onnx", "piper")
-PICKLE_SUFFIXES = frozenset({".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle"})
 
 # Contrib operators that onnxruntime implements for CUDA (and ROCm) only: a graph using them
 # fails at session start on the CPU with NOT_IMPLEMENTED. ONNX Runtime's own SD exports use them.
@@ -33,6 +32,15 @@ _GGML_MAGICS = {b"lmgg": "GGML", b"fmgg": "GGMF", b"tjgg": "GGJT", b"algg": "GGL
 _GUARD_NAME = re.compile(r"guard|shieldgemma", re.IGNORECASE)
 _SPLIT_GGUF = re.compile(r"^(?P<stem>.+)-(?P<part>\d{5})-of-(?P<count>\d{5})\.gguf$", re.IGNORECASE)
 _SCALE_IN_DIM = re.compile(r"\*\s*(\d+)\s*$")
+
+
+def __getattr__(name: str) -> Any:
+    """``KINDS`` and ``FORMATS``: the kinds of model (and their formats) that the registered modalities run."""
+    if name == "KINDS":
+        return tuple(k.kind for k in model_kinds())
+    if name == "FORMATS":
+        return tuple(dict.fromkeys(k.format for k in model_kinds()))
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class UnsupportedModel(ModelFileError):
@@ -265,9 +273,8 @@ def _int_or_none(value: Any) -> int | None:
 
 def _inspect_onnx(path: Path) -> ModelInfo:
     folder = path.parent.parent
-    if path.parent.name in ("unet", "vae_decoder", "vae_encoder", "text_encoder", "text_encoder_2") and (
-        (folder / "model_index.json").is_file() or (folder / "unet" / "model.onnx").is_file()
-    ):
+    components = ("unet", "vae_decoder", "vae_encoder", "text_encoder", "text_encoder_2")
+    if path.parent.name in components and is_diffusion_folder(folder):
         raise UnsupportedModel(
             f"'{path.name}' is the {path.parent.name} of the diffusion model in '{folder.name}'. "
             "Open that folder instead: Ember reads all of its parts together."
@@ -430,17 +437,16 @@ def _inspect_piper(path: Path, header: OnnxHeader, config_path: Path) -> ModelIn
 
 def _inspect_folder(path: Path) -> ModelInfo:
     index_path = path / "model_index.json"
-    exported = all((path / c / "model.onnx").is_file() for c in ("unet", "vae_decoder", "text_encoder"))
-    if not index_path.is_file() and not exported:
+    if not is_diffusion_folder(path) and not is_pytorch_checkpoint(path):
         ggufs = sorted(p.name for p in path.glob("*.gguf"))
         if ggufs:
             raise ModelFileError(f"'{path.name}' is a folder of GGUF files; pick one of them: {', '.join(ggufs[:6])}.")
         if _only_pickles(path):
             raise ModelFileError(_pickle_message(path.name))
         raise UnsupportedModel(
-            f"'{path.name}' is not a model folder Ember knows: it has no model_index.json. Ember opens "
-            "diffusers ONNX folders (model_index.json with unet/, vae_decoder/, text_encoder/, tokenizer/, "
-            "scheduler/) and single model files."
+            f"'{path.name}' is not a model folder Ember knows: it has no model_index.json and no unet/model.onnx. "
+            "Ember opens diffusers ONNX folders (unet/, vae_decoder/, text_encoder/, tokenizer/, scheduler/, "
+            "with or without model_index.json) and single model files."
         )
     try:
         # Some exports (OnnxStack's) have no model_index.json: the component folders say enough.
@@ -455,18 +461,13 @@ def _inspect_folder(path: Path) -> ModelInfo:
     if not unet_path.exists():
         if _only_pickles(path):
             raise ModelFileError(_pickle_message(path.name))
-        if any(path.glob("*/*.safetensors")):
+        if is_pytorch_checkpoint(path):
             raise ModelFileError(
                 f"'{path.name}' is a diffusers checkpoint in PyTorch format (safetensors). Ember runs the "
                 "ONNX export: convert it with Ember's Convert command (main.py convert), then open the result."
             )
-    components = {k for k, v in index.items() if not k.startswith("_") and isinstance(v, list) and v[0]}
-    sdxl_pair = "text_encoder_2" in components or (path / "text_encoder_2").is_dir()
-    required = ["unet/model.onnx", "vae_decoder/model.onnx", "text_encoder/model.onnx"]
-    required += ["tokenizer/vocab.json", "tokenizer/merges.txt", "scheduler/scheduler_config.json"]
-    if sdxl_pair:
-        required += ["text_encoder_2/model.onnx", "tokenizer_2/vocab.json", "tokenizer_2/merges.txt"]
-    missing = [r for r in required if not (path / r).is_file()]
+    sdxl_pair = any(encoder == "text_encoder_2" for encoder, _ in text_encoders(path, index))
+    missing = missing_parts(path, index)
     if missing:
         raise ModelFileError(
             f"The diffusion model folder '{path.name}' is incomplete: {', '.join(missing)} "
@@ -542,7 +543,7 @@ def _only_pickles(path: Path) -> bool:
     # Two levels are enough for a checkpoint folder (unet/diffusion_pytorch_model.bin), and cheap
     # even when someone picks a large folder by mistake.
     candidates = [*path.glob("*"), *path.glob("*/*")]
-    weights = [p for p in candidates if p.suffix.lower() in PICKLE_SUFFIXES | _SAFE_WEIGHTS and p.is_file()]
+    weights = [p for p in candidates if p.suffix.lower() in (*PICKLE_SUFFIXES, *_SAFE_WEIGHTS) and p.is_file()]
     return bool(weights) and all(p.suffix.lower() in PICKLE_SUFFIXES for p in weights)
 
 

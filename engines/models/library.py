@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from engines.database import Database
+from engines.diffusion.folder import diffusion_roots, is_diffusion_folder
 from engines.errors import EmberError, ModelFileError
 from engines.models.catalog import CatalogEntry, CatalogError, load_catalog
 from engines.models.embedded import EMBEDDED_PREFIX, EMBEDDED_TEXT_MODELS, EmbeddedModel, package_file
@@ -522,7 +523,7 @@ class ModelLibrary:
                 dirs[:] = []
             dirs[:] = [d for d in dirs if not d.startswith(".")]
             names = sorted(files)
-            if "model_index.json" in names or {"unet", "vae_decoder", "text_encoder"} <= set(dirs):
+            if is_diffusion_folder(here):
                 yield here
                 dirs[:] = []
                 continue
@@ -583,18 +584,7 @@ class ModelLibrary:
 def _model_candidates(names: Sequence[str], folders: bool = True) -> list[str]:
     """Return the model files among the relative paths ``names`` of one folder tree, and (with
     ``folders``) its diffusers ONNX folders, each as its relative folder ("" for the root)."""
-    present = set(names)
-    roots: set[str] = set()
-    if folders:
-        for name in names:
-            parent = name.rpartition("/")[0]
-            if name == "model_index.json" or name.endswith("/model_index.json"):
-                roots.add(parent)
-            elif name == "unet/model.onnx" or name.endswith("/unet/model.onnx"):
-                root = parent.rpartition("/")[0]
-                prefix = f"{root}/" if root else ""
-                if f"{prefix}vae_decoder/model.onnx" in present and f"{prefix}text_encoder/model.onnx" in present:
-                    roots.add(root)
+    roots = diffusion_roots(names) if folders else set()
     found = sorted(roots)
     for name in names:
         if any(r == "" or name.startswith(f"{r}/") for r in roots):

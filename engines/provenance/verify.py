@@ -78,8 +78,11 @@ class VerifyReport:
         elif self.kind != "text":
             parts.append("No Content Credentials.")
         if self.records:
+            from engines.reproducibility import reproducibility
+
             rec = self.records[0]
             parts.append(f"Made by {rec.provenance.model_name or 'Ember'} on {rec.created_utc[:19].replace('T', ' ')}.")
+            parts.append(reproducibility(rec.provenance.settings))
         return " ".join(parts)
 
 

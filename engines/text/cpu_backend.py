@@ -181,6 +181,10 @@ def load_cpu_backend(llama_cpp: Any, *, override: str | None = None, check: bool
         folders = library_folders(llama_cpp)
         files = variant_files(folders)
         if not files:
+            if override or os.environ.get(OVERRIDE_ENV):
+                raise EmberError(
+                    f"{OVERRIDE_ENV} names a CPU variant, but this llama.cpp build has its CPU backend built in."
+                )
             _loaded = CpuBackend("", "", 0, (), _features(llama_cpp))
             return _loaded
         ggml = _ggml(llama_cpp)

@@ -220,7 +220,23 @@ class _Reader:
         raise _corrupt(self.path, f"unknown metadata type {kind}")
 
 
+# The model dimensions Ember computes with: a file that stores text there is damaged, not a model.
+_NUMBERS = (
+    "context_length",
+    "block_count",
+    "embedding_length",
+    "attention.head_count",
+    "attention.head_count_kv",
+    "attention.key_length",
+    "attention.value_length",
+)
+# No disk holds a model this big: a header that claims more is damaged, not a cut-short download.
+_ABSURD_BYTES = 2**50
+
+
 def _truncated(path: Path, size: int, needed: int) -> ModelFileError:
+    if needed > _ABSURD_BYTES:
+        return _corrupt(path, f"its header claims {needed:,} bytes of weights, more than any disk holds")
     return ModelFileError(
         f"'{path.name}' is incomplete: it is {size:,} bytes but its header says it needs at least "
         f"{needed:,}. The download or copy was probably cut short; download it again."
@@ -275,7 +291,15 @@ def read_gguf_header(path: Path | str) -> GGUFHeader:
             metadata[key] = reader.value(kind, keep=key in _KEEP_ARRAYS)
             if key.startswith("tokenizer.ggml.") and key.endswith("_token_id"):
                 token_ids[key[len("tokenizer.ggml.") : -len("_token_id")]] = metadata[key]
-        alignment = int(metadata.get("general.alignment", 32))
+        alignment = metadata.get("general.alignment", 32)
+        whole = isinstance(alignment, int) and not isinstance(alignment, bool)
+        if not whole or alignment <= 0 or alignment & (alignment - 1):
+            raise _corrupt(path, f"its data alignment is {alignment!r}, not a power of two")
+        for number in _NUMBERS:
+            value = metadata.get(f"{metadata.get('general.architecture', '')}.{number}")
+            if value is not None and not (isinstance(value, int) and not isinstance(value, bool)):
+                if not (isinstance(value, list) and all(isinstance(v, int) for v in value)):
+                    raise _corrupt(path, f"its {number} is {value!r}, not a number")
         data_bytes = 0
         tensor_elements: dict[int, int] = {}
         for _ in range(tensor_count):

@@ -53,7 +53,9 @@ class LlamaEngine:
         self.watermark_chooser: Callable[[bytes, int], Any] | None = None
         self.path = resolve_model_path(options.path)
         self.header: GGUFHeader = read_gguf_header(self.path)
-        self.context_tokens = min(options.context_tokens, self.header.context_length)
+        trained = self.header.context_length
+        # A header that says 0 (or less) tells nothing: the context asked for is used as it is.
+        self.context_tokens = min(options.context_tokens, trained) if trained > 0 else options.context_tokens
         self.threads = options.threads or default_threads()
         self.backend = "CPU"
         self.notes: list[str] = []
@@ -145,9 +147,13 @@ class LlamaEngine:
         )
 
     def _load_error(self, exc: Exception) -> ModelFileError:
+        from engines.text.llama_log import last_error
+
+        # llama-cpp-python says only "Failed to load model"; llama.cpp's own log says why.
+        why = last_error()
         return ModelFileError(
             f"llama.cpp could not load '{self.header.path.name}' (architecture '{self.header.architecture}', "
-            f"{self.header.quantization}): {exc}. The file may be damaged, or this version of llama.cpp "
+            f"{self.header.quantization}): {why or exc}. The file may be damaged, or this version of llama.cpp "
             "may not support that architecture yet; try another file or update Ember."
         )
 
@@ -159,14 +165,18 @@ class LlamaEngine:
             self._llm = None
 
     def provenance(self, request: ChatRequest | CompletionRequest, output: TextOutput) -> Provenance:
-        from engines.text.modality import settings_of
+        from engines.reproducibility import made_on
+        from engines.text.cpu_backend import loaded_cpu_backend
+        from engines.text.record_settings import kernels_of, settings_of
 
+        cpu = loaded_cpu_backend()
+        made = made_on(self.backend, kernels_of(cpu.variant if cpu else ""))
         return Provenance(
             model_name=self.name,
             model_path=str(self.path),
             model_sha256=self._sha256,
             backend=self.backend,
-            settings=settings_of(request, output.seed, self.context_tokens, self.threads),
+            settings=settings_of(request, output.seed, self.context_tokens, self.threads, made),
             seed=output.seed,
         )
 

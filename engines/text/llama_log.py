@@ -15,6 +15,20 @@ _log_router: Any = None
 _log_lock = threading.Lock()
 
 
+_errors: list[str] = []  # llama.cpp's first error line since last_error() was asked
+
+
+def last_error() -> str:
+    """llama.cpp's first logged error since the last call ("" if none), e.g. why a model did not load."""
+    with _log_lock:
+        first = _errors[0] if _errors else ""
+        _errors.clear()
+    for prefix in ("llama_model_load: error loading model: ", "llama_model_load: "):
+        if first.startswith(prefix):
+            return first[len(prefix) :]
+    return first
+
+
 def route_llama_log(llama_cpp: Any) -> None:
     """Send llama.cpp's log to Python logging (logger ``engines.llama_cpp``) at its real levels."""
     global _log_router
@@ -30,6 +44,8 @@ def route_llama_log(llama_cpp: Any) -> None:
             message = text.decode("utf-8", "replace").rstrip()
             if message:
                 _llama_log.log(mapped, "%s", message)
+                if mapped >= logging.ERROR and not _errors:
+                    _errors.append(message)
 
         llama_cpp.llama_log_set(router, ctypes.c_void_p(0))
         _log_router = router  # the C side keeps only a pointer: keep the callback alive

@@ -8,6 +8,8 @@ from typing import Any
 from engines.host.wire import EngineContext, EngineInfo, Ran
 from engines.modality import Finished, Modality, ModelKind
 from engines.pipeline import Delivered, OutputSession, Provenance
+from engines.text.commands import BENCH, CHAT
+from engines.text.record_settings import kernels_of, settings_of
 from engines.text.requests import ChatRequest, CompletionRequest, Message, ModelOptions, Sampling, TextOutput
 
 
@@ -43,18 +45,6 @@ def _split(request: Any, ran: Ran) -> list[Finished]:
     return [(ran.output, ran.provenance, output_timings(ran.output))]
 
 
-def settings_of(request: ChatRequest | CompletionRequest, seed: int | None, context_tokens: int, threads: int) -> dict:
-    """What a text record keeps of the settings that made it (the engine's and a salvaged reply's alike)."""
-    return {
-        **request.sampling.as_dict(),
-        "seed": seed,
-        "context_tokens": context_tokens,
-        "threads": threads,
-        "mode": getattr(request, "mode", "completion"),
-        "system_prompt": getattr(request, "system_prompt", ""),
-    }
-
-
 def _salvage(request: Any, sessions: list[OutputSession], info: EngineInfo | None) -> list[Finished]:
     """The reply as far as it had arrived when the engine process ended (kept as a partial reply)."""
     session = sessions[0]
@@ -71,13 +61,18 @@ def _salvage(request: Any, sessions: list[OutputSession], info: EngineInfo | Non
         prompt_s=0.0,
         generation_s=0.0,
     )
+    from engines.reproducibility import made_on
+
     details = info.details if info else {}
+    backend = info.backend if info else ""
+    made = made_on(backend, kernels_of(str(details.get("cpu_variant", ""))))
+    context_tokens, threads = int(details.get("context_tokens", 0)), int(details.get("threads", 0))
     provenance = Provenance(
         model_name=info.name if info else "",
         model_path=request.model.path,
         model_sha256=str(details.get("sha256", "")),
-        backend=info.backend if info else "",
-        settings=settings_of(request, seed, int(details.get("context_tokens", 0)), int(details.get("threads", 0))),
+        backend=backend,
+        settings=settings_of(request, seed, context_tokens, threads, made),
         seed=seed,
     )
     return [(output, provenance, output_timings(output))]
@@ -115,8 +110,24 @@ TEXT = Modality(
     sink=_sink,
     sample_requests=_samples,
     lost="your conversation is kept.",
+    commands=(CHAT,),
+    benches=(BENCH,),
     kinds=(
-        ModelKind("text", "Chat", "gguf", frozenset({"context_tokens"}), frozenset({"context_tokens"})),
-        ModelKind("guard", "Settings/Safety", "gguf", frozenset({"context_tokens"}), frozenset({"context_tokens"})),
+        ModelKind(
+            "text",
+            "Chat",
+            "gguf",
+            frozenset({"context_tokens"}),
+            frozenset({"context_tokens"}),
+            estimate="engines.models.fit:estimate_text_model",
+        ),
+        ModelKind(
+            "guard",
+            "Settings/Safety",
+            "gguf",
+            frozenset({"context_tokens"}),
+            frozenset({"context_tokens"}),
+            estimate="engines.models.fit:estimate_text_model",
+        ),
     ),
 )

@@ -133,17 +133,16 @@ def completion_prompt(messages: tuple[Message, ...] | list[Message]) -> str:
 
 def text_request(
     options: ModelOptions,
-    chat_template: str | None,
     messages: tuple[Message, ...],
     *,
     sampling: Sampling,
+    base_model: bool = False,
     system_prompt: str = "",
     mode: Literal["reply", "continue"] = "reply",
-    complete: bool = False,
     conversation_id: int | None = None,
 ) -> ChatRequest | CompletionRequest:
-    """The request for a conversation: a chat reply, or, for a base model (or ``complete``), a continuation."""
-    if complete or is_base_model(chat_template):
+    """The request for a conversation: a chat reply, or, for a base model (:func:`is_base_model`), a continuation."""
+    if base_model:
         return CompletionRequest(options, completion_prompt(messages), sampling, conversation_id=conversation_id)
     return ChatRequest(
         options, tuple(messages), system_prompt, sampling, mode=mode, conversation_id=conversation_id

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
@@ -34,6 +36,14 @@ def window(qtbot, studio: Studio, smollm2_path: str) -> Iterator[MainWindow]:
     fast_settings(w.chat)
     yield w
     w.shutdown()
+
+
+@pytest.fixture
+def onnxstack_sd(tiny_sd: Path, tmp_path: Path) -> Path:
+    """The tiny SD pipeline's ONNX folder as OnnxStack lays it out: the same components, no model_index.json."""
+    folder = tmp_path / "models" / "tiny-sd-onnxstack"
+    shutil.copytree(tiny_sd, folder, ignore=shutil.ignore_patterns("model_index.json"))
+    return folder
 
 
 @pytest.fixture

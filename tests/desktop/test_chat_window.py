@@ -114,7 +114,7 @@ def test_export_writes_the_messages_as_markdown_and_json(monkeypatch, tmp_path, 
     assert [m["content"] for m in data["messages"]] == [m.content for m in convo.messages]
 
 
-def test_regenerate_replaces_the_last_reply(chat, send, finish):
+def test_regenerate_replaces_the_last_reply(replies_unjudged, chat, send, finish):
     send(chat, "Tell me a fun fact about owls.")
     old = chat.store.get(chat.conversation_id).messages[-1]
     chat.settings.temperature.setValue(1.0)
@@ -129,7 +129,7 @@ def test_regenerate_replaces_the_last_reply(chat, send, finish):
     assert [v.text for v in chat.message_view.messages()] == [m.content for m in messages]
 
 
-def test_continue_extends_the_last_reply(chat, send, finish):
+def test_continue_extends_the_last_reply(replies_unjudged, chat, send, finish):
     chat.settings.max_tokens.setValue(10)
     send(chat, "Write a poem about the sea.")
     first = chat.store.get(chat.conversation_id).messages[-1]
@@ -260,7 +260,7 @@ def test_a_failed_reply_shows_the_engine_message_inline_and_stores_no_reply(chat
     assert [v.role for v in chat.message_view.messages()] == ["user"]
 
 
-def test_rename_and_delete_change_the_stored_conversation_list(monkeypatch, chat):
+def test_rename_and_delete_change_the_stored_conversation_list(qtbot, monkeypatch, chat):
     first = chat.store.create("First", "model.gguf")
     chat.store.create("Second", "model.gguf")
     chat.refresh_conversations()
@@ -268,13 +268,14 @@ def test_rename_and_delete_change_the_stored_conversation_list(monkeypatch, chat
     monkeypatch.setattr("desktop.chat_panel.QInputDialog.getText", lambda *a, **k: ("Renamed", True))
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
 
-    chat.rename_button.click()
+    chat.rename_button.click()  # written in the background, never on the GUI thread
+    qtbot.waitUntil(lambda: chat.conversation_list.currentItem().text() == "Renamed", timeout=5000)
     assert sorted(s.title for s in chat.store.list()) == ["Renamed", "Second"]
-    assert chat.conversation_list.currentItem().text() == "Renamed"
 
     chat.delete_button.click()
+    qtbot.waitUntil(lambda: chat.conversation_list.count() == 1, timeout=5000)
     assert [s.title for s in chat.store.list()] == ["Second"]
-    assert chat.conversation_list.count() == 1 and chat.conversation_id is None
+    assert chat.conversation_id is None
 
 
 def test_single_line_breaks_are_kept_but_code_blocks_are_left_alone() -> None:
@@ -307,11 +308,36 @@ def test_selecting_a_conversation_brings_back_the_model_it_used(chat, gemma_path
     assert not chat.completion_mode
 
 
-def test_unload_frees_the_loaded_model_and_the_next_message_loads_it_again(window, chat, send):
+def test_unload_frees_the_loaded_model_and_the_next_message_loads_it_again(qtbot, window, chat, send):
     send(chat, "Hi")
     assert window.bridge.studio.registry.loaded()
-    assert chat.unload_models() == 1
+    op = chat.unload_models()  # the engine processes are asked off the GUI thread
+    qtbot.waitUntil(lambda: any("Unloaded" in notice.text() for notice in chat.message_view.notices()))
+    assert op.result == 1
     assert window.bridge.studio.registry.loaded() == []
     assert "Unloaded" in chat.message_view.notices()[-1].text()
     assert send(chat, "Hi again").kind is EventKind.RESULT
     assert window.bridge.studio.registry.loaded()
+
+
+def test_a_crash_of_the_engine_mid_reply_leaves_the_window_and_the_conversation_standing(qtbot, window, chat, send):
+    import signal
+
+    chat.settings.max_tokens.setValue(1000)
+    chat.settings.temperature.setValue(0.8)
+    chat.input.setPlainText("Write a long story about a dragon who learns to bake bread.")
+    qtbot.keyClick(chat.input, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: len(chat.message_view.messages()[-1].text) > 20, timeout=REPLY_TIMEOUT_MS)
+    with qtbot.waitSignal(chat.reply_finished, timeout=30_000) as blocker:
+        os.kill(window.studio.engines.host("cpu").pid, signal.SIGSEGV)  # what a fault inside llama.cpp raises
+
+    event = blocker.args[0]
+    assert event.kind is EventKind.FAILED
+    assert event.data.endswith("(signal 11). Ember restarted it; your conversation is kept.")
+    assert chat.message_view.notices()[-1].error and chat.message_view.notices()[-1].text() == event.data
+    stored = window.studio.conversations.get(chat.conversation_id).messages
+    assert [m.role for m in stored] == ["user", "assistant"] and stored[-1].partial and stored[-1].content
+    view = chat.message_view.messages()[-1]
+    assert view.role == "assistant" and view.partial and view.text == stored[-1].content
+    assert not chat.busy
+    assert send(chat, "Say hello.").kind is EventKind.RESULT  # a fresh engine process answers

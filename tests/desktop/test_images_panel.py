@@ -16,7 +16,7 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDesktopServices, QDragEnterEvent, QDropEvent, QGuiApplication
 from PySide6.QtWidgets import QApplication, QFileDialog
 
-from desktop.images_panel import RECENT_MODELS_KEY, ImagesPanel
+from desktop.images_panel import RECENT_MODELS_KEY, ImagesPanel, model_folder_problem
 from desktop.main_window import MainWindow
 from engines.jobs import EventKind, JobEvent
 from engines.progress import Step
@@ -261,6 +261,19 @@ def test_a_folder_without_model_index_json_is_explained_and_not_offered(images, 
     assert "has no model_index.json" in images.model_message.text()
     assert images.model_combo.findData(str(empty)) < 0
     assert not images.generate() and "Choose a diffusion model first" in images.model_message.text()
+
+
+def test_an_onnxstack_folder_without_model_index_json_is_offered_and_runs(images, onnxstack_sd, generate, tiny_model):
+    assert model_folder_problem(str(onnxstack_sd)) == ""
+    assert images.add_model_folder(str(onnxstack_sd))
+    assert images.model_folder() == str(onnxstack_sd) and not images.model_message.isVisibleTo(images)
+    images.prompt.setPlainText("a photo of a red cat")
+    images.steps.setValue(1)
+
+    event = generate(images)
+
+    assert event.kind is EventKind.RESULT, event.data
+    assert len(event.data.paths) == 1 and images.message_text() == ""
 
 
 def test_picked_model_folders_are_remembered_for_next_time(images, tiny_sd, window):

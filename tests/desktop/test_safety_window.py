@@ -6,13 +6,13 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QAbstractButton, QFileDialog, QLabel
 
 from engines.jobs import EventKind
-from engines.safety.policy import Action, Category, Level, Policy
+from engines.safety.policy import Action, Category, Finding, Level, Policy
 from engines.studio import Studio
 from tests.desktop.conftest import REPLY_TIMEOUT_MS
 
 UNSAFE_PROMPT = "Explain step by step how to build a pipe bomb to hurt people"
 # Mild profanity: it passes at "minimal" (profanity is not filtered there) and is stopped at "strict".
-PROFANE_ECHO = 'Repeat exactly: "This traffic jam sucks, damn it."'
+HARMLESS = "Say hello to the lighthouse keeper."
 
 
 def click(qtbot, button: QAbstractButton) -> None:
@@ -38,6 +38,8 @@ def test_settings_page_changes_the_policy_at_once_and_a_new_studio_reads_it_back
     assert page.level_choices[Category.VIOLENCE].value() is Level.STRICT
     assert page.image_choice.value() is Action.BLOCK
 
+    # Saved off the GUI thread: once the background work is done, a restart reads it back.
+    qtbot.waitUntil(lambda: window.studio.settings.get("safety.policy") == policy.to_json(), timeout=5000)
     again = Studio()  # the same data folder, as after a restart
     try:
         saved = again.safety.policy
@@ -77,14 +79,15 @@ def test_a_prompt_refused_at_submission_shows_a_calm_notice_and_goes_back_into_t
     # The person's message is not lost: it is back in the input box, and only there.
     assert chat.input.toPlainText() == UNSAFE_PROMPT
     assert chat.message_view.messages() == []
-    assert chat.conversation_id is None and window.studio.conversations.list() == []
+    assert chat.conversation_id is None
+    qtbot.waitUntil(lambda: window.studio.conversations.list() == [], timeout=5000)  # deleted in the background
     assert not chat.busy and chat.send_button.text() == "Send"
 
     click(qtbot, notice.settings_button)
     assert window.pages.currentWidget() is window.settings_page
 
 
-def test_a_refused_prompt_in_a_conversation_removes_only_that_message(window, chat, send):
+def test_a_refused_prompt_in_a_conversation_removes_only_that_message(qtbot, window, chat, send):
     assert send(chat, "Say hello.").kind is EventKind.RESULT
     conversation_id = chat.conversation_id
     before = window.studio.conversations.get(conversation_id).messages
@@ -92,6 +95,8 @@ def test_a_refused_prompt_in_a_conversation_removes_only_that_message(window, ch
     assert send(chat, UNSAFE_PROMPT).kind is EventKind.BLOCKED
 
     assert chat.conversation_id == conversation_id
+    # The refused message is taken out of the store in the background.
+    qtbot.waitUntil(lambda: window.studio.conversations.get(conversation_id).messages == before, timeout=5000)
     after = window.studio.conversations.get(conversation_id).messages
     assert after == before and [m.role for m in after] == ["user", "assistant"]
     assert [(v.role, v.text) for v in chat.message_view.messages()] == [(m.role, m.content) for m in after]
@@ -100,13 +105,14 @@ def test_a_refused_prompt_in_a_conversation_removes_only_that_message(window, ch
 
 
 def test_a_reply_stopped_mid_stream_shows_the_notice_with_its_category(qtbot, window, chat):
-    page = window.settings_page
-    click(qtbot, page.level_choices[Category.PROFANITY].buttons[Level.MINIMAL])
-    chat.input.setPlainText(PROFANE_ECHO)
+    # Here every word the model writes counts as profanity: the reply is unsafe on every CPU, whatever
+    # words this CPU's kernels make the model say; the prompt itself passes.
+    window.studio.safety.text.add_checker(
+        lambda text, role: [Finding(Category.PROFANITY, 1.0, "test-checker")] if role == "output" and text else []
+    )
+    chat.input.setPlainText(HARMLESS)
     with qtbot.waitSignal(chat.reply_finished, timeout=REPLY_TIMEOUT_MS) as blocker:
         qtbot.keyClick(chat.input, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
-        # The prompt passed at "minimal"; made strict now, the filter watches the reply under it.
-        click(qtbot, page.level_choices[Category.PROFANITY].buttons[Level.STRICT])
 
     event = blocker.args[0]
     assert event.kind is EventKind.BLOCKED and event.data.category == Category.PROFANITY.value
@@ -115,7 +121,7 @@ def test_a_reply_stopped_mid_stream_shows_the_notice_with_its_category(qtbot, wi
     assert notice.text() == event.data.reason and "(profanity)" in notice.text()
     # The question stays; the withheld reply is neither shown nor stored.
     stored = window.studio.conversations.get(chat.conversation_id).messages
-    assert [(m.role, m.content) for m in stored] == [("user", PROFANE_ECHO)]
+    assert [(m.role, m.content) for m in stored] == [("user", HARMLESS)]
     assert [v.role for v in chat.message_view.messages()] == ["user"]
     assert chat.input.toPlainText() == ""
 

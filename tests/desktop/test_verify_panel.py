@@ -93,7 +93,9 @@ def test_unreadable_files_show_their_error_in_their_own_card(tmp_path, verify, d
     assert "cannot read" in cards[1].summary.text()
 
 
-def test_a_reply_saved_to_a_file_is_found_watermarked_and_matched_to_its_record(tmp_path, chat, verify, drop, send):
+def test_a_reply_saved_to_a_file_is_found_watermarked_and_matched_to_its_record(
+    tmp_path, replies_unjudged, chat, verify, drop, send
+):
     # Sampled, not greedy: the text watermark lives in the choices among likely tokens (the seed is fixed).
     chat.settings.max_tokens.setValue(120)
     chat.settings.temperature.setValue(0.8)

@@ -216,3 +216,69 @@ def test_closing_the_studio_ends_every_engine_process(ember_home: Path, echo_mod
     for pid in pids:
         assert not psutil.pid_exists(pid)
     assert_no_zombies()
+
+
+def _shared_memory() -> set[str]:
+    folder = Path("/dev/shm")
+    return {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+
+
+def test_soak_crashes_cancels_and_real_replies_leave_no_zombie_and_no_shared_memory_behind(
+    ember_home: Path, echo_modality: Any, smol: ModelOptions
+) -> None:
+    """40 jobs in a row and at once: normal, crashing, aborting, killed, hanging and cancelled, and real replies."""
+    import random
+
+    shm_before = _shared_memory()
+    studio = Studio()
+    rng = random.Random(7)
+    plan = ["echo"] * 14 + ["segfault"] * 5 + ["abort"] * 3 + ["killed"] * 3 + ["raise"] * 3 + ["chat"] * 6
+    plan += ["cancel-queued"] * 4 + ["hang"] * 2
+    rng.shuffle(plan)
+    expected = {
+        "echo": EventKind.RESULT,
+        "segfault": EventKind.FAILED,
+        "abort": EventKind.FAILED,
+        "killed": EventKind.FAILED,
+        "raise": EventKind.FAILED,
+        "chat": EventKind.RESULT,
+        "cancel-queued": EventKind.CANCELLED,
+        "hang": EventKind.CANCELLED,
+    }
+    greedy = Sampling(temperature=0.0, max_tokens=6, seed=1)
+    try:
+        jobs = []
+        for what in plan:
+            if what == "chat":
+                chat = ChatRequest(smol, (Message("user", "Name a colour."),), sampling=greedy)
+                jobs.append((what, studio.submit(chat)))
+            elif what == "cancel-queued":
+                job = studio.submit(echo(delay_s=0.05))
+                job.cancel()  # queued behind the others, or just started: it ends cancelled either way
+                jobs.append((what, job))
+            elif what == "hang":
+                job = studio.submit(echo("hang"))
+                jobs.append((what, job))
+            else:
+                jobs.append((what, studio.submit(echo(what))))
+        for what, job in jobs:
+            if what == "hang":
+                deadline = time.monotonic() + 120
+                while not job.done and time.monotonic() < deadline:
+                    if job.final_event is None and studio.engines.host("cpu").busy:
+                        time.sleep(0.3)  # let it reach the native sleep, then cancel it
+                        job.cancel()
+                        break
+                    time.sleep(0.05)
+            final = job.wait(120)
+            assert final is not None, f"{what} never ended"
+            assert final.kind is expected[what], (what, final.kind, final.data)
+        final, _ = run(studio, echo())
+        assert final.kind is EventKind.RESULT
+        assert_no_zombies()
+        engines = [h.pid for h in studio.engines.hosts() if h.pid is not None]
+        assert len(engines) <= len(studio.engines.hosts())
+    finally:
+        assert studio.close(timeout_s=10)
+    assert_no_zombies()
+    assert _shared_memory() <= shm_before, _shared_memory() - shm_before

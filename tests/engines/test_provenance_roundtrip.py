@@ -102,7 +102,9 @@ def test_a_blocked_image_leaves_no_file_behind(studio: Studio, tmp_path: Path) -
     assert not record.delivered
 
 
-def test_a_sampled_reply_is_found_again_by_its_text_watermark(studio: Studio, smol, tmp_path: Path) -> None:
+def test_a_sampled_reply_is_found_again_by_its_text_watermark(
+    studio: Studio, replies_unjudged: Studio, smol, tmp_path: Path
+) -> None:
     from engines.text.requests import ChatRequest, Message, Sampling
 
     request = ChatRequest(

@@ -56,11 +56,13 @@ def test_the_audit_log_and_records_never_hold_blocked_content(studio: Studio, sm
     assert "pipe bomb" not in dump and "hurt people" not in dump
 
 
-def test_a_benign_prompt_sharing_words_with_unsafe_ones_runs(studio: Studio, smol: ModelOptions) -> None:
-    final, _ = run(
-        studio, ChatRequest(smol, (Message("user", "How do I kill a Python process on Linux?"),), sampling=GREEDY)
-    )
+def test_a_benign_prompt_sharing_words_with_unsafe_ones_runs(studio: Studio, echo_modality: Any) -> None:
+    from echo_modality import EchoOptions, EchoRequest
+
+    # The echo engine says the prompt back: the output check reads a known text, on every CPU.
+    final, _ = run(studio, EchoRequest(EchoOptions(), "How do I kill a Python process on Linux?"))
     assert final.kind is EventKind.RESULT
+    assert final.data.output.text == "How do I kill a Python process on Linux?"
     assert [d.stage for d in final.data.record.decisions][:2] == ["safety", "provenance"]
 
 
@@ -146,9 +148,11 @@ def assert_nothing_reaches_a_person(studio: Studio, requests: list[Any], ember_h
 
 
 def test_every_engine_output_passes_the_safety_stage(
-    studio: Studio, smol: ModelOptions, gemma: ModelOptions, tiny_sd: Path, ember_home: Path
+    studio: Studio, smol: ModelOptions, gemma: ModelOptions, tiny_sd: Path, ember_home: Path, echo_modality: Any
 ) -> None:
+    # The echo modality of tests/tools is registered too: a modality added from a package alone is covered.
     requests = [r for m in modalities() for r in m.sample_requests(sample_models(smol, gemma, tiny_sd))]
+    assert any(type(r).__name__ == "EchoRequest" for r in requests)
     # Every request type of every registered modality is here: a new modality comes with its sample.
     assert {type(r) for r in requests} == {t for m in modalities() for t in m.requests}
     assert_nothing_reaches_a_person(studio, requests, ember_home)

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from engines.diffusion.schedulers import AlphaScheduler, NoiseSource, threshold_sample
+from engines.diffusion.schedulers.scheduler import AlphaScheduler, NoiseSource, threshold_sample
 
 _ONE = np.float32(1.0)
 

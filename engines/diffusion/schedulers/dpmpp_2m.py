@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from engines.diffusion.schedulers import (
+from engines.diffusion.schedulers.scheduler import (
     AlphaScheduler,
     NoiseSource,
     UnsupportedSchedulerSetting,

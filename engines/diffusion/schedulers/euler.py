@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from engines.diffusion.schedulers import (
+from engines.diffusion.schedulers.scheduler import (
     NoiseSource,
     SigmaScheduler,
     UnsupportedSchedulerSetting,

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from engines.diffusion.schedulers import NoiseSource, SigmaScheduler
+from engines.diffusion.schedulers.scheduler import NoiseSource, SigmaScheduler
 
 
 class EulerAncestralDiscreteScheduler(SigmaScheduler):

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from engines.diffusion.schedulers import AlphaScheduler, NoiseSource, threshold_sample
+from engines.diffusion.schedulers.scheduler import AlphaScheduler, NoiseSource, threshold_sample
 from engines.errors import EmberError
 
 _ONE = np.float32(1.0)

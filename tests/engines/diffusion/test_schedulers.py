@@ -10,7 +10,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engines.diffusion.schedulers import SeededNoise, make_scheduler, scheduler_for_config
+from engines.diffusion import requests
+from engines.diffusion.schedulers import (
+    SAMPLER_LABELS,
+    SCHEDULERS,
+    SeededNoise,
+    make_scheduler,
+    sampler_label,
+    sampler_name,
+    scheduler_for_config,
+)
 from engines.errors import EmberError
 
 diffusers = pytest.importorskip("diffusers")
@@ -203,6 +212,36 @@ def test_names_map_to_the_configs_class() -> None:
     assert make_scheduler("", {**SD15, "_class_name": "DDIMScheduler"}).name == "ddim"
     with pytest.raises(EmberError, match="no sampler named"):
         make_scheduler("heun", SD15)
+
+
+def test_every_sampler_a_person_picks_has_a_label_and_runs() -> None:
+    assert requests.SCHEDULERS is SCHEDULERS and SCHEDULERS == tuple(SAMPLER_LABELS)
+    for name in SCHEDULERS:
+        assert sampler_label(name) == SAMPLER_LABELS[name] and sampler_name(sampler_label(name)) == name
+        make_scheduler(name, SD15)
+    assert sampler_label("") == "Model default" and sampler_label("dpmpp_2m") == "DPM++ 2M"
+
+
+@pytest.mark.parametrize(
+    ("recorded", "name"),
+    [
+        ("Euler a", "euler_a"),  # A1111's infotext
+        ("euler_ancestral", "euler_a"),  # ComfyUI
+        ("Euler Ancestral", "euler_a"),
+        ("euler_a", "euler_a"),
+        ("DPM++ 2M Karras", "dpmpp_2m_karras"),
+        ("dpmpp_2m_karras", "dpmpp_2m_karras"),
+        (" DDIM ", "ddim"),
+        ("LCM", "lcm"),
+        ("Euler", "euler"),
+        ("DPM++ 2M", ""),  # the model's own DPM-Solver: not one a person picks by name
+        ("Heun", ""),
+        ("", ""),
+        (None, ""),
+    ],
+)
+def test_recorded_sampler_names_are_read_however_they_are_spelt(recorded: object, name: str) -> None:
+    assert sampler_name(recorded) == name
 
 
 def test_settings_diffusers_left_at_default_take_the_new_classes_default() -> None:

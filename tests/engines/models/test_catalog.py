@@ -5,11 +5,14 @@ from __future__ import annotations
 import copy
 import json
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from engines.modalities import UPCOMING_KINDS, model_kinds, register
+from engines.modality import ModelKind
 from engines.models import catalog as catalog_module
 from engines.models.catalog import CatalogError, default_catalog_path, find_entry, load_catalog
 
@@ -116,6 +119,49 @@ def test_the_json_schema_names_the_same_fields_as_the_loader() -> None:
     assert set(entry["required"]) == set(catalog_module._REQUIRED)
     assert set(entry["properties"]) == set(catalog_module._REQUIRED) | set(catalog_module._OPTIONAL)
     assert entry["properties"]["kind"]["enum"] == list(catalog_module.KINDS)
+
+
+def test_the_json_schema_names_the_panels_and_formats_of_the_modalities_kinds() -> None:
+    schema = json.loads((default_catalog_path().parent / "catalog.schema.json").read_text(encoding="utf-8"))
+    properties = schema["$defs"]["entry"]["properties"]
+    assert set(properties["panel"]["enum"]) == {k.panel for k in model_kinds()}
+    assert set(properties["format"]["enum"]) == {k.format for k in model_kinds()}
+    assert set(properties["defaults"]["properties"]) == {key for k in model_kinds() for key in k.defaults}
+
+
+def test_a_kind_a_modality_registers_is_read_by_the_catalog_while_it_is_registered(
+    shipped: dict[str, Any], tmp_path: Path
+) -> None:
+    from echo_modality import ECHO
+
+    music = ModelKind("music", "Music", "onnx", frozenset({"sample_rate_hz"}), frozenset({"sample_rate_hz"}))
+    entry = copy.deepcopy(next(e for e in shipped["entries"] if e["kind"] == "voice"))
+    entry.update(id="tiny-music", kind="music", panel="Music", format="onnx")
+    path = _write(tmp_path, {"schema": 1, "entries": [entry]})
+    with pytest.raises(CatalogError, match="kind 'music' is not one of"):
+        load_catalog(path)
+    unregister = register(replace(ECHO, name="music", kinds=(music,), commands=()))
+    try:
+        assert catalog_module.PANELS["music"] == "Music" and catalog_module.FORMATS["music"] == "onnx"
+        [loaded] = load_catalog(path)
+        assert (loaded.kind, loaded.panel, loaded.sample_rate_hz) == ("music", "Music", 22050)
+    finally:
+        unregister()
+    assert "music" not in catalog_module.KINDS
+
+
+def test_an_upcoming_kind_gives_way_to_the_modality_that_lands_with_it() -> None:
+    from echo_modality import ECHO
+
+    upcoming = next(k for k in UPCOMING_KINDS if k.kind == "voice")
+    assert [k for k in model_kinds() if k.kind == "voice"] == [upcoming]
+    landed = replace(upcoming, estimate="engines.models.fit:estimate_onnx_graph")
+    unregister = register(replace(ECHO, name="speech", kinds=(landed,), commands=()))
+    try:
+        assert [k for k in model_kinds() if k.kind == "voice"] == [landed]
+    finally:
+        unregister()
+    assert [k.kind for k in model_kinds()] == list(catalog_module.KINDS)
 
 
 # -- every failure mode is caught, naming the entry -------------------------------------------------

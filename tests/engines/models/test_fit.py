@@ -14,12 +14,16 @@ from pathlib import Path
 import pytest
 
 from engines import hardware
+from engines.errors import EmberError
 from engines.hardware import GpuInfo, Machine, gpus, parse_nvidia_smi
+from engines.modalities import model_kinds
 from engines.models.fit import (
     FitEstimate,
     Verdict,
     estimate_diffusion,
     estimate_model,
+    estimate_of,
+    estimate_onnx_graph,
     estimate_text,
     kv_bytes_per_token,
     layers_that_fit,
@@ -197,6 +201,32 @@ def test_every_kind_gets_an_estimate(upscaler_onnx: Path, piper_voice: Path, smo
     for path in (upscaler_onnx, piper_voice, smollm2_path):
         estimate = estimate_model(inspect_model(path))
         assert estimate.ram_bytes > estimate.weights_bytes > 0
+
+
+def test_every_model_kind_names_an_estimate_that_loads() -> None:
+    for kind in model_kinds():
+        assert callable(estimate_of(kind.estimate)), kind.kind
+    assert estimate_of("") is estimate_onnx_graph
+    with pytest.raises(EmberError, match=r"'engines\.models\.fit:no_such_estimate'"):
+        estimate_of("engines.models.fit:no_such_estimate")
+
+
+def test_each_model_gets_the_estimate_of_its_kind(
+    smollm2_path: str,
+    make_diffusers_folder: Callable[..., Path],
+    upscaler_onnx: Path,
+    gan_onnx: Path,
+    piper_voice: Path,
+) -> None:
+    text = inspect_model(smollm2_path)
+    assert estimate_model(text, context_tokens=2048) == estimate_text(text, 2048)
+    sd = inspect_model(make_diffusers_folder("tiny-sd"))
+    assert estimate_model(sd, width=256, height=256) == estimate_diffusion(sd, 256, 256)
+    upscaler, gan, voice = inspect_model(upscaler_onnx), inspect_model(gan_onnx), inspect_model(piper_voice)
+    scale = int(upscaler.details["scale"])
+    assert estimate_model(upscaler, width=64, height=64).compute_bytes == (64 * scale) ** 2 * 64 * 4
+    assert estimate_model(gan, width=64, height=64).compute_bytes == 64 * 64 * 64 * 4
+    assert estimate_model(voice).compute_bytes == 64 * 2**20
 
 
 # -- verdicts --------------------------------------------------------------------------------------

@@ -1,0 +1,222 @@
+"""`main.py self-test`: what a person pastes into a bug report.
+
+It says what this CPU can do, which llama.cpp CPU kernels and onnxruntime providers the engine
+process uses, and proves the install works end to end: a few tokens from the embedded model and
+one denoising step of a tiny generated diffusion model, both in the engine process.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from engines.errors import EmberError
+from engines.hardware import machine
+
+
+@dataclass(frozen=True)
+class SystemOptions:
+    """Load options of the engine that reports what an engine process runs with."""
+
+
+class SystemEngine:
+    """Reports llama.cpp's and onnxruntime's configuration from inside an engine process."""
+
+    kind = "system"
+    backend = "CPU"
+    name = "system report"
+
+    def __init__(self, options: SystemOptions) -> None:
+        self.options = options
+
+    def memory_estimate(self) -> int:
+        return 0
+
+    def load(self) -> None:
+        pass
+
+    def unload(self) -> None:
+        pass
+
+    def report(self) -> dict[str, Any]:
+        """llama.cpp's CPU kernels and GPU offload, the CPU check's verdict, onnxruntime's providers, this pid."""
+        from engines.text import cpu_check
+        from engines.text.cpu_backend import ready_llama_cpp
+
+        llama_cpp = ready_llama_cpp()  # before onnxruntime: a CUDA llama.cpp wants to load first
+        from engines.text.cpu_backend import loaded_cpu_backend
+
+        cpu = loaded_cpu_backend()
+        import onnxruntime as ort
+
+        from engines.diffusion.engine import cuda_usable
+
+        return {
+            "pid": os.getpid(),
+            "llama_cpp_python": _version("llama-cpp-python"),
+            "llama_cpu_variant": cpu.variant if cpu else "",
+            "llama_cpu_skipped": [list(item) for item in cpu.skipped] if cpu else [],
+            "llama_features": cpu.features if cpu else "",
+            "llama_other_backends": list(cpu.other_backends) if cpu else [],
+            "llama_gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()),
+            "llama_cpu_check": cpu_check.verdict(),
+            "onnxruntime": ort.__version__,
+            "onnxruntime_providers": list(ort.get_available_providers()),
+            "onnxruntime_cuda_usable": cuda_usable(),
+        }
+
+
+def make_system_engine(options: SystemOptions, context: Any) -> SystemEngine:
+    return SystemEngine(options)
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+@dataclass
+class SelfTestReport:
+    """What the self-test found; ``failure`` is the one-line reason when something did not work."""
+
+    ember: str
+    python: str
+    os: str
+    cpu: str
+    cores: str
+    cpu_flags: list[str]
+    engine: dict[str, Any] = field(default_factory=dict)
+    text: dict[str, Any] = field(default_factory=dict)
+    image: dict[str, Any] = field(default_factory=dict)
+    failure: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def lines(self) -> list[str]:
+        """The report as a person reads it (and pastes it)."""
+        amx = [f for f in self.cpu_flags if f.startswith("amx")]
+        out = [
+            f"Ember {self.ember}, Python {self.python}, {self.os}",
+            f"CPU: {self.cpu} ({self.cores})",
+            f"  instruction sets: {' '.join(self.cpu_flags) or 'unknown'}"
+            + (" (has AMX)" if amx else " (no AMX)"),
+        ]
+        e = self.engine
+        if e:
+            variant = e.get("llama_cpu_variant") or "built in (no run-time variants)"
+            out.append(f"llama.cpp: llama-cpp-python {e['llama_cpp_python']}, CPU kernels: {variant}")
+            out.append(f"  uses: {e.get('llama_features') or '-'}")
+            for name, why in e.get("llama_cpu_skipped", []):
+                out.append(f"  left out: {name}, because {why}")
+            check = e.get("llama_cpu_check") or {}
+            if check:
+                crashed = ", ".join(check.get("crashed", [])) or "none"
+                out.append(f"  this machine's check: '{check.get('ok') or '?'}' runs; crashed here: {crashed}")
+            gpu = "yes" if e.get("llama_gpu_offload") else "no"
+            others = ", ".join(e.get("llama_other_backends", [])) or "none"
+            out.append(f"  GPU offload: {gpu} (other backends: {others})")
+            cuda = "usable" if e.get("onnxruntime_cuda_usable") else "not usable here"
+            out.append(
+                f"onnxruntime {e['onnxruntime']}: providers {', '.join(e['onnxruntime_providers'])}; CUDA {cuda}"
+            )
+            out.append(f"engine process: pid {e['pid']} (the window's is {os.getpid()})")
+        if self.text:
+            t = self.text
+            out.append(
+                f"text: {t['model']} on {t['backend']}: {t['tokens']} tokens at {t['tokens_per_s']:.0f} tok/s "
+                f"({t['seconds']:.2f} s with loading) through the queue, the engine process and the output pipeline"
+            )
+        if self.image:
+            i = self.image
+            out.append(
+                f"image: one denoising step of a tiny generated model, {i['width']}x{i['height']}, "
+                f"in {i['seconds']:.2f} s on {i['kernels']}"
+            )
+        out.append(f"FAILED: {self.failure}" if self.failure else "ok")
+        return out
+
+
+def run_self_test(studio: Any) -> SelfTestReport:
+    """Run every check with ``studio``'s engine processes; a failed step sets ``failure`` and ends the test."""
+    from engines.text.cpu_backend import cpu_flags
+
+    here = machine()
+    report = SelfTestReport(
+        ember=_version("ember-studio"),
+        python=platform.python_version(),
+        os=here.os,
+        cpu=here.cpu,
+        cores=f"{here.physical_cores} cores, {here.logical_cores} threads",
+        cpu_flags=cpu_flags(),
+    )
+    steps = (("the engine process", _engine), ("text", _text), ("image", _image))
+    for what, step in steps:
+        try:
+            step(studio, report)
+        except EmberError as exc:
+            report.failure = f"{what}: {exc}"
+            break
+        except Exception as exc:  # a self-test reports what broke, whatever it is
+            report.failure = f"{what}: {type(exc).__name__}: {exc}"
+            break
+    return report
+
+
+def _engine(studio: Any, report: SelfTestReport) -> None:
+    report.engine = studio.engines.call("cpu", SystemOptions(), "report", what="engine process")
+
+
+def _text(studio: Any, report: SelfTestReport) -> None:
+    from engines.jobs import EventKind
+    from engines.models.embedded import DEFAULT_TEXT_MODEL
+    from engines.text.requests import ChatRequest, Message, ModelOptions, Sampling
+
+    request = ChatRequest(
+        ModelOptions(str(DEFAULT_TEXT_MODEL.path()), context_tokens=1024, device="cpu"),
+        (Message("user", "Say hello."),),
+        sampling=Sampling(temperature=0.0, max_tokens=8, seed=1),
+    )
+    started = time.monotonic()
+    final = studio.submit(request).wait(300)
+    if final is None:
+        raise EmberError("no reply within 300 s")
+    if final.kind is not EventKind.RESULT:
+        raise EmberError(str(getattr(final.data, "reason", "") or final.data or final.kind.value))
+    record = final.data.record
+    report.text = {
+        "model": record.provenance.model_name,
+        "backend": record.provenance.backend,
+        "tokens": int(record.timings["generated_tokens"]),
+        "tokens_per_s": float(record.timings["tokens_per_s"]),
+        "seconds": time.monotonic() - started,
+    }
+
+
+def _image(studio: Any, report: SelfTestReport) -> None:
+    from engines.diffusion.requests import DiffusionOptions, ImageRequest
+    from engines.diffusion.selftest_model import write_selftest_model
+    from engines.paths import cache_dir
+
+    folder = write_selftest_model(cache_dir() / "selftest-diffusion")
+    options = DiffusionOptions(str(folder), device="cpu")
+    request = ImageRequest(options, "a lighthouse", seed=1, steps=1, width=64, height=64, preview=False)
+    started = time.monotonic()
+    # The engine alone, in the engine process: a test image has no place in the person's library.
+    ran = studio.engines.run("cpu", options, request, what="image engine")
+    pixels = ran.output.images[0]
+    if pixels.shape != (64, 64, 3):
+        raise EmberError(f"the tiny model made an image of shape {pixels.shape}, not 64x64x3")
+    report.image = {
+        "width": 64,
+        "height": 64,
+        "seconds": time.monotonic() - started,
+        "kernels": ran.provenance.settings.get("made_on", {}).get("kernels", "") if ran.provenance else "",
+    }
+
