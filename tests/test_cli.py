@@ -101,6 +101,18 @@ def test_bench_text_writes_figures_beside_the_baseline(tmp_path: Path) -> None:
     assert "generation tokens/s" in out.stdout
 
 
+def test_bench_cpu_kernels_compares_variants_beside_the_avx2_one(tmp_path: Path) -> None:
+    target = tmp_path / "kernels.json"
+    out = ember(
+        "bench", "cpu-kernels", "--tokens", "4", "--rounds", "1", "--variants", "haswell,x64", "--json", str(target),
+        home=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    names = {f["name"]: f for f in json.loads(target.read_text())["figures"]}
+    assert {"haswell: generation", "x64: generation"} <= set(names)
+    assert names["haswell: generation"]["ratio"] == 1.0 and names["x64: generation"]["value"] > 0
+
+
 def test_models_lists_the_embedded_models(tmp_path: Path) -> None:
     out = ember("models", "--json", home=tmp_path)
     assert out.returncode == 0

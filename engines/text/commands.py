@@ -135,3 +135,24 @@ BENCH = Bench(
     arguments=_bench_arguments,
     run=_bench,
 )
+
+
+def _kernels_arguments(bench: argparse.ArgumentParser) -> None:
+    bench.add_argument("--tokens", type=int, default=64, help="tokens to generate per run")
+    bench.add_argument("--rounds", type=int, default=3, help="rounds over every variant")
+    bench.add_argument("--variants", metavar="A,B", help="only these variants (default: every one this CPU runs)")
+
+
+def _kernels(args: argparse.Namespace) -> Any:
+    from engines.benchmarks.cpu_kernels import run_cpu_kernels_bench
+
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()] if args.variants else None
+    return run_cpu_kernels_bench(tokens=args.tokens, rounds=args.rounds, variants=variants)
+
+
+KERNELS_BENCH = Bench(
+    name="cpu-kernels",
+    help="llama.cpp's CPU variants of this build on this CPU, beside the AVX2 one (a fixed baseline)",
+    arguments=_kernels_arguments,
+    run=_kernels,
+)

@@ -8,7 +8,7 @@ from typing import Any
 from engines.host.wire import EngineContext, EngineInfo, Ran
 from engines.modality import Finished, Modality, ModelKind
 from engines.pipeline import Delivered, OutputSession, Provenance
-from engines.text.commands import BENCH, CHAT
+from engines.text.commands import BENCH, CHAT, KERNELS_BENCH
 from engines.text.record_settings import kernels_of, settings_of
 from engines.text.requests import ChatRequest, CompletionRequest, Message, ModelOptions, Sampling, TextOutput
 
@@ -111,7 +111,7 @@ TEXT = Modality(
     sample_requests=_samples,
     lost="your conversation is kept.",
     commands=(CHAT,),
-    benches=(BENCH,),
+    benches=(BENCH, KERNELS_BENCH),
     kinds=(
         ModelKind(
             "text",
