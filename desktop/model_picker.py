@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QComboBox, QFileDialog, QMessageBox, QWidget
 from engines.errors import ModelFileError
 from engines.models.embedded import DEFAULT_TEXT_MODEL, EMBEDDED_PREFIX, EMBEDDED_TEXT_MODELS, EmbeddedModel
 from engines.text.gguf_header import read_gguf_header
+from engines.text.requests import is_base_model
 
 _OPEN_FILE = "Open GGUF file…"
 
@@ -34,7 +35,7 @@ class ModelChoice:
         """
         if self.embedded is not None:
             return EMBEDDED_PREFIX + self.embedded.id, self.embedded.purpose == "completion"
-        return self.file_path, read_gguf_header(self.file_path).chat_template is None
+        return self.file_path, is_base_model(read_gguf_header(self.file_path).chat_template)
 
 
 class ModelPicker(QComboBox):

@@ -205,8 +205,14 @@ class Studio:
         self.queue = JobQueue(self._run, route=self._route, lanes=("cpu", "gpu", "download"), what="engine")
         # The classifier takes about a second to load: load it now, off the caller's thread,
         # so the first prompt check at submission is as fast as the rest.
-        self._warm_up = threading.Thread(target=self.safety.warm_up, name="ember-safety-warmup", daemon=True)
+        self._warm_up = threading.Thread(target=self._warm, name="ember-safety-warmup", daemon=True)
         self._warm_up.start()
+
+    def _warm(self) -> None:
+        from engines.hardware import gpus
+
+        self.safety.warm_up()
+        self._gpu = bool(gpus())
 
     # -- settings ------------------------------------------------------------------------------
     def set_policy(self, policy: Policy, *, save: bool = True) -> None:
@@ -382,11 +388,8 @@ class Studio:
         return "cpu"
 
     def _has_gpu(self) -> bool:
-        if self._gpu is None:
-            from engines.hardware import gpus
-
-            self._gpu = bool(gpus())
-        return self._gpu
+        # Found by the warm-up thread (nvidia-smi can take seconds); "auto" means the CPU lane until then.
+        return bool(self._gpu)
 
     def _run(self, job: Job) -> Any:
         if self.safety.guard is not None and not isinstance(job.request, (VerifyRequest, QueuedDownload)):

@@ -22,6 +22,7 @@ from engines.modalities import model_kinds
 from engines.models.formats import PICKLE_SUFFIXES
 from engines.models.onnx_header import FLOAT, FLOAT16, OnnxHeader, OnnxValue, read_onnx_header
 from engines.text.gguf_header import GGUFHeader, read_gguf_header
+from engines.text.requests import is_base_model
 
 # Contrib operators that onnxruntime implements for CUDA (and ROCm) only: a graph using them
 # fails at session start on the CPU with NOT_IMPLEMENTED. ONNX Runtime's own SD exports use them.
@@ -192,7 +193,7 @@ def _inspect_gguf(path: Path) -> ModelInfo:
         "data_bytes": sum(h.data_bytes for h in headers),
         "split_count": len(parts),
         "split_files": [p.name for p in parts] if len(parts) > 1 else [],
-        "base_model": not header.chat_template,
+        "base_model": is_base_model(header.chat_template),
         "organization": meta.get("general.organization"),
     }
     return ModelInfo(
