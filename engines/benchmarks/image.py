@@ -36,15 +36,19 @@ NEGATIVE = "blurry, low quality"
 SEED = 1234
 
 
-def _peak_rss_bytes() -> int:
-    """This process's peak resident memory. On Linux VmHWM, which starts afresh at exec; ru_maxrss
-    would carry the parent's peak over into the child."""
+def _peak_rss_bytes(pid: int | str = "self") -> int:
+    """A process's peak resident memory (this one's by default). On Linux VmHWM, which starts afresh
+    at exec; ru_maxrss would carry the parent's peak over into the child."""
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
+    if pid != "self":  # no /proc: the other process's resident memory now (its peak is not told)
+        import psutil
+
+        return int(psutil.Process(int(pid)).memory_info().rss)
     import resource
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -85,6 +89,8 @@ def _run_ember(folder: str, settings: dict[str, Any]) -> dict[str, Any]:
         started = time.perf_counter()
         final = studio.submit(request, listener=listen).wait()
         total = time.perf_counter() - started
+        # The engines run in engine processes: their peaks count with this process's.
+        engines_peak = sum(_peak_rss_bytes(h.pid) for h in studio.engines.hosts() if h.pid is not None)
     finally:
         studio.close()
     if final is None or final.kind is not EventKind.RESULT:
@@ -100,6 +106,7 @@ def _run_ember(folder: str, settings: dict[str, Any]) -> dict[str, Any]:
         "end_to_end_s": total - load_s,
         "step_s": steps,
         "pixels_mean": float(pixels.mean()),
+        "engines_peak_rss_bytes": engines_peak,
     }
 
 
@@ -199,7 +206,7 @@ def worker(path: str, folder: str, checkpoint: str, settings_json: str) -> None:
         result = _run_bare(folder, settings)
     else:
         result = _run_diffusers(checkpoint, settings)
-    result["peak_rss_bytes"] = _peak_rss_bytes()
+    result["peak_rss_bytes"] = _peak_rss_bytes() + result.pop("engines_peak_rss_bytes", 0)
     print("RESULT " + json.dumps(result), flush=True)
 
 

@@ -112,7 +112,7 @@ def run_text_bench(
                 run, engine_s = _ember_timed(receive, studio, request)
                 ember_runs.append(run)
                 outside.append(run.first_token_s - engine_s)
-            cache = _prompt_cache_figures(studio, receive, options, bare, tokens)
+            cache, turns = _prompt_cache_figures(studio, receive, options, bare, tokens)
             bare.close()
         finally:
             studio.close()
@@ -137,6 +137,7 @@ def run_text_bench(
             "generated_tokens (ember/bare)": f"{med(ember_runs, 'generated_tokens'):.0f}/"
             f"{med(bare_runs, 'generated_tokens'):.0f}",
             "repetitions": repetitions,
+            "later turns (prompt tokens)": turns,
             "ember path": f"JobQueue + engine process (pipe) + OutputPipeline{where}",
             "baseline": "llama-cpp-python create_completion(stream=True) in this process, same model/threads/context",
         },
@@ -161,7 +162,7 @@ def run_text_bench(
 
 def _prompt_cache_figures(
     studio: Studio, receive: Receiver, options: ModelOptions, bare: Any, tokens: int
-) -> list[Figure]:
+) -> tuple[list[Figure], str]:
     """Time to first token of turns 2..4 of one conversation: Ember's block reuse, llama-cpp-python's, none."""
     greedy = Sampling(temperature=0.0, repeat_penalty=1.0, max_tokens=min(tokens, 96), seed=0)
     messages: list[Message] = [Message("user", PROMPT)]
@@ -199,9 +200,9 @@ def _prompt_cache_figures(
     turns = ", ".join(str(len(p)) for p in prompts[1:])
     goal = "informational: the price of bit-exact reuse"
     return [
-        Figure(f"later-turn time to first token ({turns} tok)", median(ember), "ms", median(prefix), goal),
-        Figure("later-turn TTFT, ember vs no prompt reuse", median(ember), "ms", median(whole), "ratio < 1"),
-    ]
+        Figure("later turns: TTFT vs llama.cpp prefix reuse", median(ember), "ms", median(prefix), goal),
+        Figure("later turns: TTFT vs no prompt reuse", median(ember), "ms", median(whole), "ratio < 1"),
+    ], turns
 
 
 def _first_token_s(llm: Any, prompt: list[int], *, reuse: bool) -> float:
