@@ -174,7 +174,6 @@ def _models_download(args: argparse.Namespace) -> int:
         studio.close()
 
 
-
 def _models_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--catalog", action="store_true", help="list the catalog of models to download instead")
     parser.add_argument("--download", metavar="ID", help="download a catalog entry (Ctrl+C pauses it)")

@@ -105,8 +105,7 @@ class SelfTestReport:
         out = [
             f"Ember {self.ember}, Python {self.python}, {self.os}",
             f"CPU: {self.cpu} ({self.cores})",
-            f"  instruction sets: {' '.join(self.cpu_flags) or 'unknown'}"
-            + (" (has AMX)" if amx else " (no AMX)"),
+            f"  instruction sets: {' '.join(self.cpu_flags) or 'unknown'}" + (" (has AMX)" if amx else " (no AMX)"),
         ]
         e = self.engine
         if e:
@@ -219,4 +218,3 @@ def _image(studio: Any, report: SelfTestReport) -> None:
         "seconds": time.monotonic() - started,
         "kernels": ran.provenance.settings.get("made_on", {}).get("kernels", "") if ran.provenance else "",
     }
-

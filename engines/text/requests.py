@@ -144,6 +144,4 @@ def text_request(
     """The request for a conversation: a chat reply, or, for a base model (:func:`is_base_model`), a continuation."""
     if base_model:
         return CompletionRequest(options, completion_prompt(messages), sampling, conversation_id=conversation_id)
-    return ChatRequest(
-        options, tuple(messages), system_prompt, sampling, mode=mode, conversation_id=conversation_id
-    )
+    return ChatRequest(options, tuple(messages), system_prompt, sampling, mode=mode, conversation_id=conversation_id)
