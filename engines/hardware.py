@@ -27,14 +27,15 @@ def machine() -> Machine:
     """Return this machine's description (cheap; no inference library is imported)."""
     return Machine(
         os=f"{platform.system()} {platform.release()}",
-        cpu=_cpu_name(),
+        cpu=cpu_name(),
         physical_cores=psutil.cpu_count(logical=False) or os.cpu_count() or 1,
         logical_cores=os.cpu_count() or 1,
         ram_total_bytes=psutil.virtual_memory().total,
     )
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU's model name ("AMD EPYC 9B14"), or the platform's word for it."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:

@@ -207,3 +207,13 @@ def echo_modality() -> Iterator[Any]:
     unregister = register(ECHO)
     yield ECHO
     unregister()
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Which CPU the suite ran on (CI lands on Intel or AMD; a run's log should say which)."""
+    from engines.hardware import cpu_name
+    from engines.text.cpu_backend import cpu_flags
+
+    flags = cpu_flags()
+    amx = "yes" if "amx_tile" in flags else "no"
+    return [f"cpu: {cpu_name()} ({os.cpu_count()} cores); AMX: {amx}; {' '.join(flags)}"]

@@ -227,7 +227,7 @@ def cpu_flags() -> list[str]:
     """The instruction-set extensions this CPU reports (Linux: /proc/cpuinfo; macOS: sysctl), for reports."""
     wanted = (
         *("sse4_2", "avx", "avx2", "fma", "f16c", "bmi2", "avx_vnni", "avx512f", "avx512bw", "avx512vl"),
-        *("avx512_vbmi", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16"),
+        *("avx512vbmi", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16"),
     )
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
