@@ -32,8 +32,10 @@ from PySide6.QtWidgets import (
 from superqt.utils import qthrottled
 
 from desktop.bridge import BackgroundOp, EventBridge, JobOp, blocked_reason
+from desktop.dictation_button import DictationButton
 from desktop.message_view import MessageView, MessageWidget, SafetyNotice
 from desktop.model_picker import ModelChoice, ModelPicker
+from desktop.read_aloud import ReadAloud
 from desktop.settings_drawer import SettingsDrawer
 from engines.conversations import Conversation
 from engines.errors import EmberError
@@ -175,6 +177,7 @@ class ChatPanel(QWidget):
 
         self.message_view = MessageView()
         self.message_view.safety_settings_requested.connect(self.safety_settings_requested)
+        self.read_aloud = ReadAloud(self.bridge, self.message_view, self)  # a Read aloud button on each reply
         self.input = PromptEdit()
         self.input.setObjectName("promptInput")
         self.input.setPlaceholderText("Write a message — Ctrl+Enter sends, Esc stops")
@@ -184,6 +187,8 @@ class ChatPanel(QWidget):
         self.send_button = QPushButton("Send")
         self.send_button.setObjectName("sendButton")
         self.send_button.clicked.connect(self._send_or_stop)
+        # Dictation: the microphone's transcription goes into the message box, for the person to send.
+        self.mic_button = DictationButton(self.bridge, self.input, self)
         self.regenerate_button = QPushButton("Regenerate")
         self.continue_button = QPushButton("Continue")
         self.regenerate_button.clicked.connect(self.regenerate)
@@ -192,6 +197,7 @@ class ChatPanel(QWidget):
         buttons.addWidget(self.regenerate_button)
         buttons.addWidget(self.continue_button)
         buttons.addStretch(1)
+        buttons.addWidget(self.mic_button)
         buttons.addWidget(self.send_button)
 
         middle = QWidget()
@@ -747,3 +753,5 @@ class ChatPanel(QWidget):
     def shutdown(self) -> None:
         """Stop the running reply (the window is closing)."""
         self.stop()
+        self.mic_button.cancel()
+        self.read_aloud.shutdown()

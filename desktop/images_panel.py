@@ -61,6 +61,7 @@ from desktop.image_results import (
 from desktop.image_view import IMAGE_SUFFIXES, ImageView, dice_icon, qimage_from_array, read_image
 from desktop.message_view import SafetyNotice
 from desktop.queue_view import eta_text  # one wording for the time left, in the queue and here
+from desktop.upscale_dialog import PanelUpscaler
 from engines.diffusion.folder import layout_problem
 from engines.diffusion.requests import DiffusionOptions, ImageBatchResult, ImageRequest
 from engines.diffusion.schedulers import SCHEDULERS, sampler_label
@@ -305,6 +306,8 @@ class ImagesPanel(QWidget):
         self._render_preview_throttled = qthrottled(self._render_preview, timeout=_PREVIEW_INTERVAL_MS, parent=self)
 
         self._build()
+        self.upscaler = PanelUpscaler(self)  # "Upscale…" on a result, and image files dropped on the panel
+        self._status_row.addWidget(self.upscaler.button)
         self._refill_models()
         self._on_model_changed(self.model_combo.currentIndex())
         self._set_busy(None)
@@ -546,7 +549,7 @@ class ImagesPanel(QWidget):
         self.progress.setFixedHeight(6)
         self.status = QLabel()
         self.status.setObjectName("imageStatus")
-        status_row = QHBoxLayout()
+        status_row = self._status_row = QHBoxLayout()
         status_row.setSpacing(10)
         status_row.addWidget(self.status)
         status_row.addWidget(self.progress, 1)

@@ -12,6 +12,7 @@ from desktop.images_panel import ImagesPanel
 from desktop.models_panel import ModelsPanel
 from desktop.queue_view import DownloadQueue, QueueView
 from desktop.settings_page import SettingsPage
+from desktop.speech_panel import SpeechPanel
 from desktop.verify_panel import VerifyPanel
 
 
@@ -33,6 +34,8 @@ class MainWindow(QMainWindow):
         self.add_panel("Chat", self.chat)
         self.images = ImagesPanel(bridge)
         self.add_panel("Images", self.images)
+        self.speech = SpeechPanel(bridge)
+        self.add_panel("Speech", self.speech)
         self.downloads = DownloadQueue(bridge, self)
         self.models = ModelsPanel(bridge, self.downloads)
         self.add_panel("Models", self.models)
@@ -120,6 +123,9 @@ class MainWindow(QMainWindow):
         if kind == "diffusion":
             if self.images.select_model(path):
                 self.show_panel(self.images)
+        elif kind == "voice":
+            if self.speech.select_voice(path):
+                self.show_panel(self.speech)
         elif kind == "text":
             if path.startswith("embedded:") or path.lower().endswith(".gguf"):
                 chosen = self.chat.model_picker.select_model_path(path) or self.chat.model_picker.add_model_file(path)
@@ -144,6 +150,7 @@ class MainWindow(QMainWindow):
         self._shut = True
         self.chat.shutdown()
         self.images.shutdown()
+        self.speech.shutdown()
         self.verify.shutdown()
         self.downloads.shutdown()
         self.bridge.detach()

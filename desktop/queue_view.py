@@ -48,6 +48,9 @@ _JOB_NAMES = {
     "ChatRequest": "Chat reply",
     "CompletionRequest": "Text completion",
     "ImageRequest": "Images",
+    "UpscaleRequest": "Upscale",
+    "SpeechRequest": "Speech",
+    "DictationRequest": "Dictation",
     "VerifyRequest": "Verify files",
 }
 _JOB_STATES = {

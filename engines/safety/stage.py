@@ -112,8 +112,16 @@ class SafetyStage:
             return replace(output, pixels=blurred, blurred=True, notes=(*output.notes, decision.reason)), decision
         return output, decision
 
-    def preview(self, image: np.ndarray, context: OutputContext) -> np.ndarray | None:
-        """Return a live preview as it may be shown: unchanged, blurred, or None (hidden)."""
+    def preview(self, image: np.ndarray | AudioOutput, context: OutputContext) -> np.ndarray | AudioOutput | None:
+        """Return a live preview as it may be shown: unchanged, blurred, or None (hidden).
+
+        A preview of speech (one sentence, played while the rest is made) is checked by its text.
+        """
+        if isinstance(image, AudioOutput):
+            spoken = self.safety.check_text(image.text, "output")
+            if not spoken.allowed:
+                self.safety.log(spoken, "preview", job_id=context.job_id, output_id=context.output_id)
+            return image if spoken.allowed else None
         verdict = self.safety.check_image(image)
         if verdict.allowed:
             return image

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from engines.modalities import UPCOMING_KINDS, model_kinds, register
+from engines.modalities import model_kinds, register
 from engines.modality import ModelKind
 from engines.models import catalog as catalog_module
 from engines.models.catalog import CatalogError, default_catalog_path, find_entry, load_catalog
@@ -150,17 +150,21 @@ def test_a_kind_a_modality_registers_is_read_by_the_catalog_while_it_is_register
     assert "music" not in catalog_module.KINDS
 
 
-def test_an_upcoming_kind_gives_way_to_the_modality_that_lands_with_it() -> None:
+def test_an_upcoming_kind_gives_way_to_the_modality_that_lands_with_it(monkeypatch: pytest.MonkeyPatch) -> None:
     from echo_modality import ECHO
 
-    upcoming = next(k for k in UPCOMING_KINDS if k.kind == "voice")
-    assert [k for k in model_kinds() if k.kind == "voice"] == [upcoming]
+    import engines.modalities as modalities_module
+
+    upcoming = ModelKind("sketch", "Sketch", "onnx", frozenset({"width"}))
+    monkeypatch.setattr(modalities_module, "UPCOMING_KINDS", (upcoming,))
+    assert [k for k in model_kinds() if k.kind == "sketch"] == [upcoming]
     landed = replace(upcoming, estimate="engines.models.fit:estimate_onnx_graph")
-    unregister = register(replace(ECHO, name="speech", kinds=(landed,), commands=()))
+    unregister = register(replace(ECHO, name="sketch", kinds=(landed,), commands=()))
     try:
-        assert [k for k in model_kinds() if k.kind == "voice"] == [landed]
+        assert [k for k in model_kinds() if k.kind == "sketch"] == [landed]
     finally:
         unregister()
+    monkeypatch.undo()
     assert [k.kind for k in model_kinds()] == list(catalog_module.KINDS)
 
 

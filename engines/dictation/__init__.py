@@ -1,0 +1,1 @@
+"""Dictation: speech to text with Whisper models in CTranslate2 format (faster-whisper), on the CPU."""
