@@ -96,8 +96,10 @@ def test_unreadable_files_show_their_error_in_their_own_card(tmp_path, verify, d
 def test_a_reply_saved_to_a_file_is_found_watermarked_and_matched_to_its_record(
     tmp_path, replies_unjudged, chat, verify, drop, send
 ):
-    # Sampled, not greedy: the text watermark lives in the choices among likely tokens (the seed is fixed).
-    chat.settings.max_tokens.setValue(120)
+    # Sampled, not greedy: the text watermark lives in the choices among likely tokens. Its strength grows with
+    # length and does not depend on the words: over random keys and seeds, 120-token stories scored z 4.6-8.3
+    # (the threshold is 4) and 300-token ones z 11-14.6, so this length passes whatever this CPU samples.
+    chat.settings.max_tokens.setValue(300)
     chat.settings.temperature.setValue(0.8)
     reply = send(chat, "Write a short story about a lighthouse keeper and a storm.")
     record = reply.data.record
