@@ -13,12 +13,16 @@ import json
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engines.errors import EmberError
 from engines.modality import Bench, Command
+
+if TYPE_CHECKING:
+    from engines.jobs import JobEvent
 
 
 def commands() -> tuple[Command, ...]:
@@ -75,6 +79,33 @@ def submit(command: Command, args: argparse.Namespace, request: Any) -> int:
         raise EmberError(str(final.data))
     finally:
         studio.close()
+
+
+def step_printer(step_line: Callable[[Any], str]) -> Callable[[argparse.Namespace, JobEvent], None]:
+    """An ``on_event`` that shows a job's progress on stderr: ``step_line(step)`` rewritten in place, a line
+    when a model loads, notices on their own line, and the line ended when the job ends (silent with --quiet)."""
+    from engines.jobs import EventKind
+    from engines.progress import Loading, Step
+
+    def on_event(args: argparse.Namespace, event: JobEvent) -> None:
+        if getattr(args, "quiet", False):
+            return
+        data = event.data
+        if event.kind is EventKind.PROGRESS and isinstance(data, Step):
+            print(f"\r{step_line(data)}   ", end="", file=sys.stderr, flush=True)
+        elif event.kind is EventKind.PROGRESS and isinstance(data, Loading):
+            print(f"loading {data.model}...", file=sys.stderr, flush=True)
+        elif event.kind is EventKind.NOTICE:
+            print(f"\nember: {data}", file=sys.stderr, flush=True)
+        elif event.kind.terminal:
+            print(file=sys.stderr)  # end the progress line
+
+    return on_event
+
+
+def eta_suffix(step: Any) -> str:
+    """ ", about N s left" for a step that knows its time left, else ""."""
+    return f", about {step.eta_s:.0f} s left" if step.eta_s is not None else ""
 
 
 # -- models ---------------------------------------------------------------------------------------
@@ -136,7 +167,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 def _models_download(args: argparse.Namespace) -> int:
     import signal
 
-    from engines.jobs import EventKind, JobEvent
+    from engines.jobs import EventKind
     from engines.models.catalog import download_request, find_entry, load_catalog
     from engines.studio import Studio
 

@@ -8,10 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from engines.cli import step_printer
 from engines.errors import EmberError
-from engines.jobs import EventKind, JobEvent
 from engines.modality import Bench, Command
-from engines.progress import Loading, Step
 
 
 def _arguments(listen: argparse.ArgumentParser) -> None:
@@ -51,20 +50,6 @@ def _request(args: argparse.Namespace) -> Any:
     )
 
 
-def _on_event(args: argparse.Namespace, event: JobEvent) -> None:
-    if args.quiet:
-        return
-    data = event.data
-    if event.kind is EventKind.PROGRESS and isinstance(data, Step):
-        print(f"\rheard {data.done} of {data.total} s   ", end="", file=sys.stderr, flush=True)
-    elif event.kind is EventKind.PROGRESS and isinstance(data, Loading):
-        print(f"loading {data.model}...", file=sys.stderr, flush=True)
-    elif event.kind is EventKind.NOTICE:
-        print(f"ember: {data}", file=sys.stderr, flush=True)
-    elif event.kind.terminal:
-        print(file=sys.stderr)  # end the progress line
-
-
 def _result(args: argparse.Namespace, delivered: Any) -> int:
     """Print the transcription (or, with --json, all of it and its record's id); exit 0."""
     from engines.pipeline import require_delivered
@@ -99,7 +84,7 @@ LISTEN_COMMAND = Command(
     "filter, 130 cancelled (Ctrl+C).",
     arguments=_arguments,
     request=_request,
-    on_event=_on_event,
+    on_event=step_printer(lambda step: f"heard {step.done} of {step.total} s"),
     result=_result,
 )
 

@@ -9,10 +9,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from engines.cli import eta_suffix, step_printer
 from engines.errors import EmberError
-from engines.jobs import EventKind, JobEvent
 from engines.modality import Bench, Command
-from engines.progress import Loading, Step
 
 
 def _parse_size(value: str) -> tuple[int, int]:
@@ -97,19 +96,6 @@ def _request(args: argparse.Namespace) -> Any:
         raise EmberError(str(exc)) from None
 
 
-def _on_event(args: argparse.Namespace, event: JobEvent) -> None:
-    if args.quiet:
-        return
-    data = event.data
-    if event.kind is EventKind.PROGRESS and isinstance(data, Step):
-        eta = f", about {data.eta_s:.0f} s left" if data.eta_s is not None else ""
-        print(f"\rstep {data.done}/{data.total}{eta}   ", end="", file=sys.stderr, flush=True)
-    elif event.kind is EventKind.PROGRESS and isinstance(data, Loading):
-        print(f"loading {data.model}...", file=sys.stderr, flush=True)
-    elif event.kind.terminal:
-        print(file=sys.stderr)  # end the step line
-
-
 def _result(args: argparse.Namespace, result: Any) -> int:
     """Write each image also to -o; exit 0 when all were made, 3 when the safety filter withheld some."""
     from engines.provenance.files import save_image
@@ -148,7 +134,7 @@ IMAGE_COMMAND = Command(
     "the next step).",
     arguments=_arguments,
     request=_request,
-    on_event=_on_event,
+    on_event=step_printer(lambda step: f"step {step.done}/{step.total}{eta_suffix(step)}"),
     result=_result,
 )
 

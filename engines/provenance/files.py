@@ -119,6 +119,26 @@ def encode_image(item: Delivered, fmt: str = "png", *, title: str = "") -> bytes
     )
 
 
+def dated_output_path(item: Delivered, suffix: str, what: str) -> Path:
+    """Return where a delivered output is kept: the outputs folder, a folder per day, ``<output id><suffix>``.
+
+    Makes the day's folder; raises EmberError naming ``what`` ("image", "speech") when it cannot.
+    """
+    from engines.paths import outputs_dir
+
+    folder = outputs_dir() / item.record.created_utc[:10]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EmberError(f"Ember cannot make the folder {folder} for the {what} ({exc.strerror}).") from exc
+    return folder / f"{item.record.output_id}{suffix}"
+
+
+def save_images(delivered: list[Delivered]) -> tuple[str, ...]:
+    """Save each delivered image as a PNG (watermark, parameters, Content Credentials) where it is kept."""
+    return tuple(str(save_image(item, dated_output_path(item, ".png", "image"))) for item in delivered)
+
+
 def save_image(item: Delivered, path: Path, fmt: str | None = None) -> Path:
     """Write the delivered image to ``path`` (format from ``fmt`` or the suffix) and return the path.
 

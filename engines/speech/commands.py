@@ -8,10 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from engines.cli import step_printer
 from engines.errors import EmberError
-from engines.jobs import EventKind, JobEvent
 from engines.modality import Bench, Command
-from engines.progress import Loading, Step
 
 
 def _arguments(speak: argparse.ArgumentParser) -> None:
@@ -44,18 +43,6 @@ def _request(args: argparse.Namespace) -> Any:
         return SpeechRequest(options, text, speed=args.speed, pause_ms=args.pause, seed=args.seed)
     except ValueError as exc:
         raise EmberError(str(exc)) from None
-
-
-def _on_event(args: argparse.Namespace, event: JobEvent) -> None:
-    if args.quiet:
-        return
-    data = event.data
-    if event.kind is EventKind.PROGRESS and isinstance(data, Step):
-        print(f"\rsentence {data.done}/{data.total}   ", end="", file=sys.stderr, flush=True)
-    elif event.kind is EventKind.PROGRESS and isinstance(data, Loading):
-        print(f"loading {data.model}...", file=sys.stderr, flush=True)
-    elif event.kind.terminal:
-        print(file=sys.stderr)
 
 
 def _result(args: argparse.Namespace, result: Any) -> int:
@@ -114,7 +101,7 @@ SPEAK_COMMAND = Command(
     "safety filter, 1 error, 130 cancelled.",
     arguments=_arguments,
     request=_request,
-    on_event=_on_event,
+    on_event=step_printer(lambda step: f"sentence {step.done}/{step.total}"),
     result=_result,
     run=_speak,
 )

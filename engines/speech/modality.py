@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from engines.errors import EmberError
 from engines.host.wire import EngineContext, Ran
 from engines.media import AudioOutput
 from engines.modality import Finished, Modality, ModelKind
@@ -36,16 +35,10 @@ def _split(request: SpeechRequest, ran: Ran) -> list[Finished]:
 
 def _sink(studio: Any, request: SpeechRequest, delivered: list[Delivered], withheld: list[str]) -> SpeechResult:
     """Save the delivered clip as a WAV (watermarked, with Content Credentials) in the outputs folder."""
-    from engines.paths import outputs_dir
-    from engines.provenance.files import save_audio
+    from engines.provenance.files import dated_output_path, save_audio
 
     item = delivered[0]
-    folder = outputs_dir() / item.record.created_utc[:10]
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise EmberError(f"Ember cannot make the folder {folder} for the speech ({exc.strerror}).") from exc
-    path = save_audio(item, folder / f"{item.record.output_id}.wav")
+    path = save_audio(item, dated_output_path(item, ".wav", "speech"))
     rtf = float(item.record.timings.get("realtime_factor", 0.0))
     return SpeechResult(item, str(path), rtf, tuple(withheld))
 

@@ -9,10 +9,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from engines.cli import eta_suffix, step_printer
 from engines.errors import EmberError
-from engines.jobs import EventKind, JobEvent
 from engines.modality import Bench, Command
-from engines.progress import Loading, Step
 
 
 def _arguments(upscale: argparse.ArgumentParser) -> None:
@@ -60,21 +59,6 @@ def _request(args: argparse.Namespace) -> Any:
         raise EmberError(str(exc)) from None
 
 
-def _on_event(args: argparse.Namespace, event: JobEvent) -> None:
-    if args.quiet:
-        return
-    data = event.data
-    if event.kind is EventKind.PROGRESS and isinstance(data, Step):
-        eta = f", about {data.eta_s:.0f} s left" if data.eta_s is not None else ""
-        print(f"\rtile {data.done}/{data.total}{eta}   ", end="", file=sys.stderr, flush=True)
-    elif event.kind is EventKind.PROGRESS and isinstance(data, Loading):
-        print(f"loading {data.model}...", file=sys.stderr, flush=True)
-    elif event.kind is EventKind.NOTICE:
-        print(f"\n{data}", file=sys.stderr)
-    elif event.kind.terminal:
-        print(file=sys.stderr)
-
-
 def _result(args: argparse.Namespace, result: Any) -> int:
     """Write the image also to -o; exit 0 when made, 3 when the safety filter withheld it."""
     from engines.provenance.files import save_image
@@ -111,7 +95,7 @@ UPSCALE_COMMAND = Command(
     "130 cancelled (Ctrl+C stops before the next tile).",
     arguments=_arguments,
     request=_request,
-    on_event=_on_event,
+    on_event=step_printer(lambda step: f"tile {step.done}/{step.total}{eta_suffix(step)}"),
     result=_result,
 )
 

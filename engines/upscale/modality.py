@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 
-from engines.errors import EmberError
 from engines.host.wire import EngineContext, Ran
 from engines.modality import Finished, Modality, ModelKind
 from engines.pipeline import Delivered
@@ -35,19 +34,10 @@ def _split(request: UpscaleRequest, ran: Ran) -> list[Finished]:
 
 
 def _sink(studio: Any, request: UpscaleRequest, delivered: list[Delivered], withheld: list[str]) -> UpscaleResult:
-    """Save the delivered image as a PNG (watermark, parameters, Content Credentials) in the outputs folder."""
-    from engines.paths import outputs_dir
-    from engines.provenance.files import save_image
+    """Save the delivered images as PNGs (watermark, parameters, Content Credentials) in the outputs folder."""
+    from engines.provenance.files import save_images
 
-    paths = []
-    for item in delivered:
-        folder = outputs_dir() / item.record.created_utc[:10]
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise EmberError(f"Ember cannot make the folder {folder} for the image ({exc.strerror}).") from exc
-        paths.append(str(save_image(item, folder / f"{item.record.output_id}.png")))
-    return UpscaleResult(tuple(delivered), tuple(paths), tuple(withheld))
+    return UpscaleResult(tuple(delivered), save_images(delivered), tuple(withheld))
 
 
 def _samples(models: Mapping[str, str]) -> tuple[Any, ...]:
