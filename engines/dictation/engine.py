@@ -347,11 +347,17 @@ class _NoPyAV(types.ModuleType):
 
 def import_faster_whisper() -> types.ModuleType:
     """faster-whisper, imported where PyAV is not installed (a real PyAV, if present, is used)."""
+    stand_in = None
     if "av" not in sys.modules:
         try:
             import av  # noqa: F401
         except ImportError:
-            sys.modules["av"] = _NoPyAV("av")
-    import faster_whisper
-
+            stand_in = sys.modules["av"] = _NoPyAV("av")
+    try:
+        import faster_whisper
+    finally:
+        # Only faster-whisper's modules keep the stand-in: to everything else PyAV stays not installed
+        # (diffusers, for one, asks importlib for its spec, which a stand-in cannot give).
+        if stand_in is not None and sys.modules.get("av") is stand_in:
+            del sys.modules["av"]
     return faster_whisper

@@ -173,3 +173,17 @@ def test_asking_for_the_gpu_where_ctranslate2_has_none_says_so_and_runs_on_the_c
             assert engine.backend == "CUDA"
     finally:
         engine.unload()
+
+
+def test_importing_faster_whisper_leaves_pyav_not_installed_to_everything_else() -> None:
+    # diffusers asks importlib whether "av" exists; a stand-in left in sys.modules made that raise.
+    import importlib.util
+    import sys
+
+    from engines.dictation.engine import import_faster_whisper
+
+    had_av = "av" in sys.modules
+    import_faster_whisper()
+    if not had_av:
+        assert "av" not in sys.modules
+        importlib.util.find_spec("av")  # no ValueError
