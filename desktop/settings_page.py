@@ -39,7 +39,7 @@ from engines.safety.policy import Action, Category, Level, Policy
 
 AUDIT_ROWS = 50
 _AUDIT_ROWS_VISIBLE = 12
-AUDIT_COLUMNS = ("Time", "What", "Action", "Category", "Score", "Checker")
+AUDIT_COLUMNS = ("Time", "What", "Action", "Category", "Score", "Layer")
 
 LEVEL_NAMES = {Level.STRICT: "Strict", Level.STANDARD: "Standard", Level.MINIMAL: "Minimal"}
 LEVEL_HELP = (
@@ -62,6 +62,22 @@ _NO_GUARD = "None: the built-in rules and classifier check the text."
 
 def _capitalised(text: str) -> str:
     return text[:1].upper() + text[1:]
+
+
+_LAYERS = {
+    "rules": "Word rules",
+    "semantic": "Meaning model",
+    "profanity-model": "Profanity model",
+    "open-nsfw": "Image classifier",
+    "nudenet": "Image classifier (NudeNet)",
+}
+
+
+def layer_label(checker: str) -> str:
+    """The filter's layer that made a decision, in words ("guard:<model>" is a guard model)."""
+    if checker.startswith("guard:"):
+        return f"Guard model ({checker.removeprefix('guard:')})"
+    return _LAYERS.get(checker, checker or "—")
 
 
 def _local_time(time_utc: str) -> str:
@@ -178,7 +194,9 @@ class SettingsPage(QWidget):
         layout.addWidget(
             self._hint(
                 "The newest decisions of the safety filter. Only the decision is kept (what was checked, "
-                "the category, the score and the checker): the content itself is never stored."
+                "the category, the score and the layer of the filter that decided: its word rules, its meaning "
+                "model, the profanity model, a guard model or the image classifier): the content itself is never "
+                "stored."
             )
         )
         self.audit_table = QTableWidget(0, len(AUDIT_COLUMNS))
@@ -428,14 +446,14 @@ class SettingsPage(QWidget):
                 _ACTIONS.get(entry.action, _capitalised(entry.action)),
                 _category_label(entry.category) if entry.category else "—",
                 f"{entry.score:.2f}",
-                entry.checker or "—",
+                layer_label(entry.checker),
             )
             for column, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 if column == 4:
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-                if entry.rule and column == 5:
-                    item.setToolTip(f"Rule: {entry.rule}")
+                if column == 5 and entry.checker:
+                    item.setToolTip(f"Checker: {entry.checker}" + (f"; rule: {entry.rule}" if entry.rule else ""))
                 table.setItem(row, column, item)
         # As tall as its rows (up to a screenful): the page scrolls, not a half-empty table.
         shown = min(len(entries), _AUDIT_ROWS_VISIBLE)

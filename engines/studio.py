@@ -106,6 +106,7 @@ def engine_factory_for(options: Any) -> EngineFactory:
     Raises EmberError for options no engine loads.
     """
     from engines.safety.image import ImageClassifierOptions, make_image_classifier
+    from engines.safety.semantic import SemanticOptions, make_semantic_engine
     from engines.selftest import SystemOptions, make_system_engine
     from engines.text.vocab import VocabOptions, make_vocab_engine
 
@@ -114,6 +115,8 @@ def engine_factory_for(options: Any) -> EngineFactory:
         return modality.make_engine
     if isinstance(options, ImageClassifierOptions):
         return make_image_classifier
+    if isinstance(options, SemanticOptions):
+        return make_semantic_engine
     if isinstance(options, VocabOptions):
         return make_vocab_engine
     if isinstance(options, SystemOptions):
@@ -133,17 +136,26 @@ def _load_policy(settings: SettingsStore) -> Policy:
     return Policy.from_json(saved) if isinstance(saved, str) else Policy()
 
 
+def _safety_filter(policy: Policy, audit: AuditLog, engines: EnginePool) -> SafetyFilter:
+    """The filter whose models (image classifier, the meaning layer's embedder) run in ``engines``' safety process."""
+    from engines.safety.image import RemoteImageSafety
+    from engines.safety.semantic import SemanticLayer
+    from engines.safety.text import TextSafety
+
+    text = TextSafety(semantic=SemanticLayer.in_engine_process(engines))
+    return SafetyFilter(policy, audit, text=text, image_factory=lambda: RemoteImageSafety(engines))
+
+
 def open_safety_filter(db_path: Path | str | None = None) -> tuple[SafetyFilter, Callable[[], None]]:
     """Return the person's safety filter (their saved policy, the audit log) without a whole Studio, and a closer.
 
     For ``main.py check``. The guard model, if one is set, runs here too.
     """
-    from engines.safety.image import RemoteImageSafety
 
     db = Database(db_path or database_path())
     settings = SettingsStore(db)
     engines = EnginePool(_engine_context(), engine_factory_for)
-    safety = SafetyFilter(_load_policy(settings), AuditLog(db), image_factory=lambda: RemoteImageSafety(engines))
+    safety = _safety_filter(_load_policy(settings), AuditLog(db), engines)
     guard = settings.get("safety.guard_model")
     if isinstance(guard, str) and guard:
         safety.guard = _guard_checker(engines, guard)
@@ -177,13 +189,10 @@ class Studio:
         self.conversations = ConversationStore(self.db)
         self.audit = AuditLog(self.db)
         self.key = installation_key()
-        from engines.safety.image import RemoteImageSafety
 
         self.engines = EnginePool(_engine_context(self.key.derive("text-watermark")), engine_factory_for)
         self.registry = self.engines  # what is loaded where: loaded(), unload(), unload_all()
-        self.safety = SafetyFilter(
-            _load_policy(self.settings), self.audit, image_factory=lambda: RemoteImageSafety(self.engines)
-        )
+        self.safety = _safety_filter(_load_policy(self.settings), self.audit, self.engines)
         # Safety first, then the watermarks: no stage list a caller passes can go around them.
         self.pipeline = OutputPipeline((SafetyStage(self.safety), ProvenanceStage(self.key), *stages), [self.records])
         # Jobs that are not a modality's: reports about files, and model downloads.
@@ -348,10 +357,13 @@ class Studio:
         return self.queue.subscribe(listener)
 
     def unload_models(self) -> dict[str, int]:
-        """Unload every idle model; returns {model name: estimated bytes freed}."""
+        """Unload every idle model; returns {model name: estimated bytes freed}.
+
+        The safety filter's own checkers stay loaded: they are part of every check, not a choice.
+        """
         freed: dict[str, int] = {}
         for key, info in self.engines.loaded():
-            if self.engines.unload(key):
+            if info.kind != "safety" and self.engines.unload(key):
                 freed[info.name] = info.memory_bytes
         return freed
 

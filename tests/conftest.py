@@ -66,8 +66,8 @@ class _PromptsOnly:
     def __init__(self, inner: Any) -> None:
         self._inner = inner
 
-    def check(self, text: str, role: str = "prompt") -> Any:
-        return self._inner.check(text, role=role) if role == "prompt" else []
+    def check(self, text: str, role: str = "prompt", **options: Any) -> Any:
+        return self._inner.check(text, role=role, **options) if role == "prompt" else []
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -217,3 +217,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     flags = cpu_flags()
     amx = "yes" if "amx_tile" in flags else "no"
     return [f"cpu: {cpu_name()} ({os.cpu_count()} cores); AMX: {amx}; {' '.join(flags)}"]
+
+
+def models_loaded(studio: Studio) -> list[Any]:
+    """EngineInfo of the models loaded in the Studio's engine processes, the safety filter's own checkers left out
+    (the meaning layer loads at the first prompt check)."""
+    return [info for _, info in studio.registry.loaded() if info.kind != "safety"]

@@ -137,6 +137,13 @@ def evaluate_text_safety(
         "count": len(rows),
         "recall": recall,
         "caught": {label: [sum(k.get("clear", [])), len(k.get("clear", []))] for label, k in per.items()},
+        "caught_all": {
+            label: [sum(sum(h) for h in k.values()), sum(len(h) for h in k.values())] for label, k in per.items()
+        },
+        "unsafe_caught": [
+            sum(sum(h) for k in per.values() for h in k.values()),
+            sum(len(h) for k in per.values() for h in k.values()),
+        ],
         "false_positive_rate": len(false_positives) / benign if benign else None,
         "benign": benign,
         "false_positives": false_positives,
@@ -149,12 +156,32 @@ def evaluate_text_safety(
     }
 
 
-def text_safety_figures(result: dict[str, Any], *, prefix: str = "") -> list[Figure]:
-    """Return benchmark figures for an :func:`evaluate_text_safety` result (baseline: none)."""
+def text_safety_figures(
+    result: dict[str, Any], *, prefix: str = "", baseline: dict[str, Any] | None = None, every_kind: bool = False
+) -> list[Figure]:
+    """Return benchmark figures for an :func:`evaluate_text_safety` result.
+
+    ``baseline``: the same set's result with the word rules alone, shown beside each figure.
+    ``every_kind``: recall per category over every kind (clear, paraphrase, obfuscated) and over all
+    unsafe prompts, as a fresh round is scored; otherwise per category on the clear prompts.
+    """
     figures = []
     for category in Category:
         r = result["recall"].get(category.value)
         if r is None:
+            continue
+        before = baseline["recall"].get(category.value) if baseline else None
+        if every_kind:
+            hits, total = result["caught_all"][category.value]
+            figures.append(
+                Figure(
+                    f"{prefix}recall {category.value} ({hits}/{total})",
+                    100 * r["all"],
+                    "%",
+                    100 * before["all"] if before else None,
+                    f">= {RECALL_GOAL:.0%}",
+                )
+            )
             continue
         if r["clear"] is not None:
             hits, total = result["caught"][category.value]
@@ -163,12 +190,31 @@ def text_safety_figures(result: dict[str, Any], *, prefix: str = "") -> list[Fig
                     f"{prefix}recall {category.value} ({hits}/{total})",
                     100 * r["clear"],
                     "%",
-                    None,
+                    100 * before["clear"] if before and before["clear"] is not None else None,
                     f">= {RECALL_GOAL:.0%} (clear)",
                 )
             )
         if r["obfuscated"] is not None:
-            figures.append(Figure(f"{prefix}recall {category.value} obfusc.", 100 * r["obfuscated"], "%", None, ""))
+            figures.append(
+                Figure(
+                    f"{prefix}recall {category.value} obfusc.",
+                    100 * r["obfuscated"],
+                    "%",
+                    100 * before["obfuscated"] if before and before["obfuscated"] is not None else None,
+                    "",
+                )
+            )
+    hits, total = result["unsafe_caught"]
+    if total:
+        figures.append(
+            Figure(
+                f"{prefix}recall, every unsafe prompt ({hits}/{total})",
+                100 * hits / total,
+                "%",
+                100 * baseline["unsafe_caught"][0] / total if baseline else None,
+                f">= {RECALL_GOAL:.0%}",
+            )
+        )
     if result["false_positive_rate"] is not None:
         n = len(result["false_positives"])
         figures.append(
@@ -176,30 +222,67 @@ def text_safety_figures(result: dict[str, Any], *, prefix: str = "") -> list[Fig
                 f"{prefix}false positives ({n}/{result['benign']})",
                 100 * result["false_positive_rate"],
                 "%",
-                None,
+                100 * baseline["false_positive_rate"] if baseline else None,
                 f"<= {FALSE_POSITIVE_GOAL:.0%}",
             )
         )
     lat = result["latency_ms"]
-    figures.append(Figure(f"{prefix}text check, median", lat["median"], "ms", None, f"<= {LATENCY_GOAL_MS:g} ms"))
-    figures.append(Figure(f"{prefix}text check, p95", lat["p95"], "ms", None, ""))
+    figures.append(
+        Figure(
+            f"{prefix}text check, median",
+            lat["median"],
+            "ms",
+            baseline["latency_ms"]["median"] if baseline else None,
+            f"<= {LATENCY_GOAL_MS:g} ms",
+        )
+    )
+    figures.append(
+        Figure(f"{prefix}text check, p95", lat["p95"], "ms", baseline["latency_ms"]["p95"] if baseline else None, "")
+    )
     return figures
 
 
-def run_text_safety_eval(path: str | Path = DEFAULT_SET, *, policy: Policy | None = None) -> dict[str, Any]:
-    """Evaluate the text filter on the set at ``path``, on all lines and on the holdout lines.
+ROUNDS = DEFAULT_SET.parent / "safety_rounds"
 
-    Returns ``{"all": result, "holdout": result, "report": Report}`` where each
-    result is what :func:`evaluate_text_safety` returns (policy: standard unless
-    given) and the report holds the figures of both. Raises OSError or
-    ValueError for an unreadable set (see :func:`load_prompts`).
+
+def round_sets(folder: Path = ROUNDS) -> list[Path]:
+    """The fresh rounds (``round1.jsonl``, ``round2.jsonl``, ...), in the order they were written."""
+    return sorted(folder.glob("round*.jsonl"), key=lambda p: int("".join(c for c in p.stem if c.isdigit()) or 0))
+
+
+SIXTY_FOUR_TOKENS = (
+    "Could you write me a short scene for my novel where the old lighthouse keeper finally tells his "
+    "daughter why he never left the island, even after the storm took the boats and half the village "
+    "moved away to the mainland for good?"
+)
+
+
+def run_text_safety_eval(
+    path: str | Path = DEFAULT_SET,
+    *,
+    policy: Policy | None = None,
+    safety: TextSafety | None = None,
+    rounds: list[Path] | None = None,
+) -> dict[str, Any]:
+    """Evaluate the text filter on the set at ``path`` (all lines, and the holdout lines) and on each fresh round.
+
+    ``safety`` is the filter under test (default: the rules and the profanity model); the rules
+    and profanity model alone are the baseline beside every figure. Returns ``{"all", "holdout",
+    "rounds": {name: result}, "report"}`` where each result is what :func:`evaluate_text_safety`
+    returns (policy: standard unless given). Raises OSError or ValueError for an unreadable set.
     """
     rows = load_prompts(path)
-    safety = TextSafety()
-    whole = evaluate_text_safety(rows, safety=safety, policy=policy)
-    holdout = evaluate_text_safety(
-        [r for r in rows if r.get("split") == "holdout"], safety=safety, policy=policy, repeats=1
-    )
+    rules = TextSafety()
+    safety = safety or rules
+    compare = safety is not rules
+
+    def both(rows: list[dict[str, str]], repeats: int) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        result = evaluate_text_safety(rows, safety=safety, policy=policy, repeats=repeats)
+        base = evaluate_text_safety(rows, safety=rules, policy=policy, repeats=repeats) if compare else None
+        return result, base
+
+    whole, whole_base = both(rows, 3)
+    holdout, holdout_base = both([r for r in rows if r.get("split") == "holdout"], 1)
     report = Report(
         "safety",
         conditions={
@@ -208,11 +291,40 @@ def run_text_safety_eval(path: str | Path = DEFAULT_SET, *, policy: Policy | Non
             "role": "prompt",
             "policy": "standard" if policy is None else policy.to_json(),
             "profanity model": whole["profanity_model"],
+            "meaning layer": _semantic_state(safety),
+            "baseline": "the word rules and the profanity model alone" if compare else "none",
         },
     )
-    report.figures += text_safety_figures(whole)
-    report.figures += text_safety_figures(holdout, prefix="holdout: ")
-    return {"all": whole, "holdout": holdout, "report": report}
+    report.figures += text_safety_figures(whole, baseline=whole_base)
+    report.figures += text_safety_figures(holdout, prefix="holdout: ", baseline=holdout_base)
+    results: dict[str, Any] = {}
+    for round_path in round_sets() if rounds is None else rounds:
+        result, base = both(load_prompts(round_path), 1)
+        results[round_path.stem] = result
+        report.figures += text_safety_figures(result, prefix=f"{round_path.stem}: ", baseline=base, every_kind=True)
+    timings = []
+    safety.check(SIXTY_FOUR_TOKENS, role="prompt")
+    for _ in range(20):
+        started = time.perf_counter()
+        safety.check(SIXTY_FOUR_TOKENS, role="prompt")
+        timings.append((time.perf_counter() - started) * 1000)
+    bare = []
+    for _ in range(20):
+        started = time.perf_counter()
+        rules.check(SIXTY_FOUR_TOKENS, role="prompt")
+        bare.append((time.perf_counter() - started) * 1000)
+    report.figures.append(
+        Figure("64-token prompt, whole text check, median", statistics.median(timings), "ms", statistics.median(bare),
+               "<= 10 ms")
+    )  # fmt: skip
+    return {"all": whole, "holdout": holdout, "rounds": results, "report": report}
+
+
+def _semantic_state(safety: TextSafety) -> str:
+    layer = getattr(safety, "semantic", None)
+    if layer is None:
+        return "off"
+    return layer.unavailable_reason or "in use (MiniLM-L6 int8 in the safety engine process + trained head)"
 
 
 IMAGE_LATENCY_GOAL_MS = 150.0
@@ -290,7 +402,7 @@ def image_safety_figures(repeats: int = 5) -> list[Figure]:
     ]
 
 
-def prose_false_positive_figure(limit: int = 2000) -> Figure | None:
+def prose_false_positive_figure(limit: int = 2000, safety: TextSafety | None = None) -> Figure | None:
     """False positives of the output check on human prose (licences, documentation, books), or None."""
     try:
         from engines.benchmarks.human_corpus import human_passages
@@ -299,17 +411,34 @@ def prose_false_positive_figure(limit: int = 2000) -> Figure | None:
     passages = [p.text for p in human_passages(limit)]
     if not passages:
         return None
-    safety = TextSafety()
+    rules = TextSafety()
     policy = Policy()
-    blocked = sum(1 for text in passages if not policy.decide(safety.check(text, role="output")).allowed)
-    return Figure(f"prose false positives ({blocked}/{len(passages)})", 100 * blocked / len(passages), "%", None, "")
+
+    def blocked(checker: TextSafety) -> int:
+        return sum(1 for text in passages if not policy.decide(checker.check(text, role="output")).allowed)
+
+    found = blocked(safety or rules)
+    base = blocked(rules) if safety is not None else None
+    return Figure(f"prose false positives ({found}/{len(passages)})", 100 * found / len(passages), "%",
+                  None if base is None else 100 * base / len(passages), "0 at standard")  # fmt: skip
 
 
 def run_safety_bench(**_: Any) -> Report:
-    """``main.py bench safety``: the text evaluation, human prose, and image check latency, in one report."""
-    result = run_text_safety_eval()
-    report: Report = result["report"]
-    prose = prose_false_positive_figure()
+    """``main.py bench safety``: the Studio's text filter (its meaning layer in the safety engine process)
+    beside the word rules alone, on the development set, its holdout and every fresh round; human prose;
+    image check latency; in one report."""
+    import tempfile
+
+    from engines.studio import open_safety_filter
+
+    with tempfile.TemporaryDirectory(prefix="ember-bench-safety-") as folder:
+        safety, close = open_safety_filter(Path(folder) / "bench.sqlite3")
+        try:
+            result = run_text_safety_eval(safety=safety.text)
+            report: Report = result["report"]
+            prose = prose_false_positive_figure(safety=safety.text)
+        finally:
+            close()
     if prose is not None:
         report.figures.append(prose)
     report.figures += image_safety_figures()

@@ -61,9 +61,10 @@ class SafetyFilter:
             log.debug("The safety warm-up failed", exc_info=True)
 
     # -- checks ------------------------------------------------------------------------
-    def text_findings(self, text: str, role: str, *, guard: bool = False) -> list[Finding]:
-        """Return the findings of the rule and classifier layers (and the guard model when asked)."""
-        findings = list(self.text.check(text, role=role))
+    def text_findings(self, text: str, role: str, *, guard: bool = False, meaning: bool = True) -> list[Finding]:
+        """Return the findings of the rule and classifier layers (the meaning layer unless ``meaning`` is False,
+        the guard model when asked)."""
+        findings = list(self.text.check(text, role=role, meaning=meaning))
         if guard and self.guard is not None and text.strip():
             findings += self.guard(text, role)
         return findings

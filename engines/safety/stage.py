@@ -55,10 +55,12 @@ class StreamGuard:
             and not _SENTENCE_END.search(text, self._checked_to, end)
         ):
             return self._released
+        # The meaning layer reads the window when a sentence has ended since the last check.
+        meaning = bool(_SENTENCE_END.search(text, self._checked_to, end + 1))
         self._checked_to = end
         start = max(0, end - _WINDOW_CHARS)
         window = text[start:end]
-        findings = self._safety.text_findings(window, "output")
+        findings = self._safety.text_findings(window, "output", meaning=meaning)
         verdict = self._safety.policy.decide(findings)
         if verdict.allowed:
             self._released = end

@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from engines.safety.normalize import NormalizedText, normalize
 from engines.safety.policy import Category, Finding
 from engines.safety.profanity import CHECKER as MODEL_CHECKER
 from engines.safety.profanity import ProfanityModel, shared_model
-from engines.safety.text_rules import OUTPUT, PROMPT, check_normalized
+from engines.safety.text_rules import OUTPUT, PROMPT, check_normalized, real_person_finding
+
+if TYPE_CHECKING:
+    from engines.safety.semantic import SemanticLayer
 
 Checker = Callable[[str, str], list[Finding]]
 """An extra checker: ``fn(text, role) -> findings``; offsets, if any, are in ``text``."""
@@ -39,9 +43,19 @@ _SENTENCE_END = (".", "!", "?", "\n")
 class TextSafety:
     """Checks prompts and replies: rules always, the profanity model when installed, extra checkers."""
 
-    def __init__(self, *, profanity: ProfanityModel | None = None, use_profanity_model: bool = True) -> None:
-        """``profanity``: the model to use (default: the process-wide one); off with ``use_profanity_model``."""
+    def __init__(
+        self,
+        *,
+        profanity: ProfanityModel | None = None,
+        use_profanity_model: bool = True,
+        semantic: SemanticLayer | None = None,
+    ) -> None:
+        """``profanity``: the model to use (default: the process-wide one); off with ``use_profanity_model``.
+
+        ``semantic``: the meaning layer (:mod:`engines.safety.semantic`); None leaves it out.
+        """
         self._profanity = (profanity or shared_model()) if use_profanity_model else None
+        self.semantic = semantic
         self._checkers: list[Checker] = []
         self._lock = threading.Lock()
 
@@ -66,8 +80,11 @@ class TextSafety:
 
     # --- checking -------------------------------------------------------------------
 
-    def check(self, text: str, *, role: str = OUTPUT) -> list[Finding]:
-        """Return every finding for ``text``: rules, the profanity model, then the extra checkers.
+    def check(self, text: str, *, role: str = OUTPUT, meaning: bool = True) -> list[Finding]:
+        """Return every finding for ``text``: rules, the models, then the extra checkers.
+
+        ``meaning``: whether the meaning layer runs too (the stream guard asks for it at the
+        end of a sentence only; about 8 ms a check).
 
         ``role`` is "prompt" (a person's request: asking for dangerous instructions
         counts) or "output" (a reply: giving them counts). Offsets are in ``text``.
@@ -75,7 +92,11 @@ class TextSafety:
         ValueError for an unknown role.
         """
         norm = normalize(text)
-        findings = self._layers(norm, role, classify=True)
+        findings = self._layers(norm, role, classify=True, meaning=meaning)
+        if role == PROMPT:
+            person = real_person_finding(text, norm)
+            if person is not None:
+                findings.append(person)
         for fn in self._checkers:
             try:
                 findings.extend(fn(text, role))
@@ -104,7 +125,7 @@ class TextSafety:
         window = text[start:]
         if classify is None:
             classify = window.rstrip(" \t\"')").endswith(_SENTENCE_END)
-        findings = self._layers(normalize(window), role, classify=classify)
+        findings = self._layers(normalize(window), role, classify=classify, meaning=classify)
         if start == 0:
             return findings
         return [
@@ -119,11 +140,13 @@ class TextSafety:
             for f in findings
         ]
 
-    def _layers(self, norm: NormalizedText, role: str, *, classify: bool) -> list[Finding]:
-        """Return the rules' findings and, when asked or useful, the gated model finding."""
+    def _layers(self, norm: NormalizedText, role: str, *, classify: bool, meaning: bool) -> list[Finding]:
+        """Return the rules' findings, the meaning layer's when asked, and when useful the gated profanity finding."""
         if role not in (PROMPT, OUTPUT):
             raise ValueError(f"role must be 'prompt' or 'output', not {role!r}")
         findings = check_normalized(norm, role)
+        if meaning and self.semantic is not None and norm.text.strip():
+            findings.extend(self.semantic.findings(norm.text, role))
         profane = next((f for f in findings if f.category is Category.PROFANITY), None)
         if self._profanity is None or not (classify or profane is not None) or not norm.text.strip():
             return findings

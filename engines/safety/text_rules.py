@@ -400,8 +400,15 @@ _CONTEXTS: tuple[Context, ...] = (
         r"signs of", r"warning signs", r"prevention", r"hotline", r"crisis line", r"how to help", r"help (?:a|my)",
         r"what should i say", r"recovery", r"resources", r"risk", r"support\w*", r"report\w*", r"protect\w*",
         r"keep (?:my )?kids safe", r"talk to my (?:kids|child|son|daughter)", r"age[- ]appropriate",
-        r"sex education", r"puberty", r"explain\w*", r"where babies come from",
+        r"sex education", r"puberty", r"explain\w*", r"where babies come from", r"helplines?",
+        r"who (?:can|could|should) i talk to", r"someone to talk to", r"talk to someone", r"get help",
+        r"therapists?", r"counsell?ors?", r"counsell?ing",
     )), frozenset({"suicide-self"})),
+    # "Keep it PG, no gore": the request itself asks for less.
+    Context("gore-declined", frozenset({C.VIOLENCE}), 0.3, _re(_words(
+        r"no gore", r"without (?:any )?gore", r"keep it (?:pg|clean|family[- ]friendly|tame)", r"pg(?:-13)?",
+        r"nothing graphic", r"not graphic", r"no blood", r"non-?graphic",
+    )), frozenset({"threat", "mass-attack", "get-away-with", "staged-accident", "make-disappear"})),
     Context("medical", frozenset({C.SEXUAL, C.SELF_HARM, C.DANGEROUS}), 0.4, _re(_words(
         r"cancer", r"screening", r"breastfeeding", r"medical", r"doctor", r"treatment", r"symptoms?", r"anatomy",
         r"dose", r"dosage", r"chemotherapy", r"pharmacy", r"prescription", r"normal", r"what happens",
@@ -522,4 +529,82 @@ def check(text: str, role: str = OUTPUT) -> list[Finding]:
 
 def rule_names() -> list[str]:
     """Return the names of every rule and context, as they appear in Finding.rule."""
-    return [t.name for t in _TERMS] + [_MINORS_RULE, "child-sexual-abuse-term"]
+    return [t.name for t in _TERMS] + [_MINORS_RULE, "child-sexual-abuse-term", REAL_PERSON_RULE]
+
+
+# --- a real, named person sexualised ------------------------------------------------------------
+# No image classifier here can tell who is in a picture, so a request to sexualise a real person is
+# refused at the prompt: sexual words and a real person (a full name, a public figure, someone the
+# person knows, their photo) in one request.
+REAL_PERSON_RULE = "real-person-sexualised"
+_UNDRESSED_RE = _re(
+    _SEXUALISH
+    + "|"
+    + _words(r"lingerie", r"underwear", r"without (?:any )?clothes", r"strip(?:ping|ped|s)?",
+             r"bare (?:breasts?|chest|body)", r"in (?:the )?bed with", r"deepfake\w*", r"onlyfans")
+)  # fmt: skip
+_PUBLIC_FIGURE_RE = _re(
+    _words(r"celebrit(?:y|ies)", r"actress(?:es)?", r"actors?", r"singers?", r"pop ?stars?", r"politicians?",
+           r"influencers?", r"streamers?", r"youtubers?", r"tiktokers?", r"footballers?", r"athletes?",
+           r"news ?anchors?", r"senators?", r"congress(?:wo)?man", r"prime minister", r"president", r"princess",
+           r"queen", r"royals?", r"famous (?:person|woman|man|people)")
+)  # fmt: skip
+_KNOWN_PERSON_RE = _re(
+    r"\b(?:my|our|his|her|their)\s+(?:\w+\s+)?(?:co-?workers?|colleagues?|neighbou?rs?|classmates?|ex|"
+    r"ex-?(?:girlfriend|boyfriend|wife|husband)|boss|teacher|tutor|friend|roommate|crush|sister-in-law|"
+    r"step-?(?:sister|mother|mom)|cousin|landlady|nurse|doctor|student)s?\b"
+    r"|\b(?:from|using|with|based on)\s+(?:this|her|his|their|my|the attached|the)\s+(?:photos?|pictures?|"
+    r"pics?|selfies?|instagram|facebook|profile)\b"
+    r"|\b(?:her|his) (?:instagram|facebook|profile|selfies?)\b"
+    r"|\b(?:woman|man|girl|guy|person|lady|people|couple) in (?:this|the|my|these|attached) (?:photos?|pictures?|"
+    r"pics?|images?)\b|\b(?:this|these) (?:photos?|pictures?|pics?|selfies?) of\b"
+)
+# A picture of someone undressed: with a full name, only this counts (a story's characters have names too).
+_PICTURED_RE = _re(
+    _words(r"photos?", r"pictures?", r"pics?", r"images?", r"renders?", r"deepfakes?\w*", r"nudes?", r"naked",
+           r"undress\w*", r"topless", r"strip(?:ping|ped)?", r"lingerie", r"onlyfans")
+)  # fmt: skip
+_ART_CONTEXT_RE = _re(
+    _words(r"statues?", r"sculptures?", r"paintings?", r"museums?", r"renaissance", r"classical", r"frescos?",
+           r"art history", r"marble", r"venus", r"michelangelo\w*", r"botticelli", r"goya", r"manet", r"rodin")
+)  # fmt: skip
+# Capitalised words that start a request or name a thing, not a person.
+_NOT_NAMES = frozenset(
+    "a an the i please write make draw generate create show give me my can could would you picture photo image "
+    "pic render paint describe tell story imagine nude naked sexy hot topless erotic nsfw hd 4k 8k ultra realistic "
+    "photorealistic portrait of in on at with and or her his she he they it this that new old young big little "
+    "lady mr mrs ms miss dr sir god christmas halloween monday tuesday wednesday thursday friday saturday sunday "
+    "january february march april may june july august september october november december".split()
+)
+_CAPITALISED_RUN = re.compile(r"(?:\b[A-Z][a-z'’]+(?:-[A-Z][a-z]+)?\b[ \t]+)+\b[A-Z][a-z'’]+\b")
+
+
+def _names_a_person(original: str) -> bool:
+    """Whether ``original`` holds a person's full name: two capitalised words that are not a request's words."""
+    for run in _CAPITALISED_RUN.finditer(original):
+        words = [w.strip("'’").removesuffix("'s").removesuffix("’s") for w in run.group(0).split()]
+        names = [w for w in words if w.lower() not in _NOT_NAMES]
+        if len(names) >= 2:
+            return True
+    return False
+
+
+def real_person_finding(original: str, norm: NormalizedText | None = None) -> Finding | None:
+    """Return a SEXUAL finding (0.9) when a request sexualises a real person, else None (prompts only).
+
+    A real person: a full name ("Emma Stone"), a public figure ("a famous actress"), someone the
+    person knows ("my coworker", "from her photo"). Art history ("Michelangelo's David nude
+    statue") is not a person.
+    """
+    norm = norm or normalize(original)
+    sexual = _UNDRESSED_RE.search(norm.text)
+    if sexual is None:
+        return None
+    known = _KNOWN_PERSON_RE.search(norm.text) is not None
+    if not known and _ART_CONTEXT_RE.search(norm.text):
+        return None
+    named = _PICTURED_RE.search(norm.text) is not None and _names_a_person(original)
+    if not (known or named or _PUBLIC_FIGURE_RE.search(norm.text)):
+        return None
+    start, end = norm.span(sexual.start(), sexual.end())
+    return Finding(C.SEXUAL, 0.9, "rules", REAL_PERSON_RULE, start, end)

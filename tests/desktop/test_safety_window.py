@@ -5,6 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QAbstractButton, QFileDialog, QLabel
 
+from desktop.settings_page import layer_label
 from engines.jobs import EventKind
 from engines.safety.policy import Action, Category, Finding, Level, Policy
 from engines.studio import Studio
@@ -132,12 +133,13 @@ def test_the_audit_table_shows_the_decision_without_the_content(window, chat, se
     table = window.settings_page.audit_table
 
     headers = [table.horizontalHeaderItem(c).text() for c in range(table.columnCount())]
-    assert headers == ["Time", "What", "Action", "Category", "Score", "Checker"]
+    assert headers == ["Time", "What", "Action", "Category", "Score", "Layer"]
     assert table.isVisible() and table.rowCount() >= 1
     first = [table.item(0, c).text() for c in range(table.columnCount())]
     label = Category(event.data.category).label
     assert first[1:4] == ["Prompt", "Blocked", label[:1].upper() + label[1:]]
-    assert float(first[4]) == round(event.data.score, 2) and first[5] == event.data.checker
+    assert float(first[4]) == round(event.data.score, 2) and first[5] == layer_label(event.data.checker)
+    assert first[5] in ("Word rules", "Meaning model") and event.data.checker in table.item(0, 5).toolTip()
     cells = " ".join(table.item(r, c).text() for r in range(table.rowCount()) for c in range(table.columnCount()))
     assert "pipe bomb" not in cells.lower()
 

@@ -12,6 +12,7 @@ from engines.jobs import EventKind, JobEvent
 from engines.pipeline import Delivered, OutputContext, OutputRecord, Provenance, StageDecision, require_delivered
 from engines.studio import Studio
 from engines.text.requests import ChatRequest, Message, ModelOptions, Sampling
+from tests.conftest import models_loaded
 
 SAMPLING = Sampling(temperature=0.0, repeat_penalty=1.0, max_tokens=32, seed=1)
 
@@ -162,6 +163,6 @@ def test_a_request_refused_at_submission_ends_blocked_with_a_record(studio: Stud
     final = studio.submit(request, listener=events.append).wait(5)
     assert final is not None and final.kind is EventKind.BLOCKED
     assert [e.kind for e in events] == [EventKind.QUEUED, EventKind.BLOCKED]
-    assert not studio.registry.loaded()  # nothing ran
+    assert not models_loaded(studio)  # no engine ran
     (record,) = studio.records.recent()
     assert not record.delivered and record.decisions[0].reason == "refused prompt"

@@ -17,6 +17,7 @@ from engines.provenance import audio_mark
 from engines.safety.policy import Category, Finding
 from engines.speech.requests import SpeechOptions, SpeechRequest, SpeechResult
 from engines.studio import Studio
+from tests.conftest import models_loaded
 
 TEXT = "Good morning. The weather today is calm and bright, with a light wind from the west. Enjoy your day."
 
@@ -90,7 +91,7 @@ def test_an_unsafe_text_is_refused_before_anything_is_made_or_played(studio: Stu
     final, events = run(studio, SpeechRequest(SpeechOptions("heart"), text, preview=True))
     assert final.kind is EventKind.BLOCKED
     assert [e.kind for e in events] == [EventKind.QUEUED, EventKind.BLOCKED]
-    assert not studio.registry.loaded()
+    assert not models_loaded(studio)  # no engine ran
 
 
 def test_a_clip_whose_text_the_output_check_refuses_is_neither_streamed_nor_saved(
@@ -99,10 +100,10 @@ def test_a_clip_whose_text_the_output_check_refuses_is_neither_streamed_nor_save
     inner = studio.safety.text
 
     class RefuseSpokenOutput:
-        def check(self, text: str, role: str = "prompt") -> list[Finding]:
+        def check(self, text: str, role: str = "prompt", **options: Any) -> list[Finding]:
             if role == "output":
                 return [Finding(Category.VIOLENCE, 0.99, "rules", "test", 0, len(text))]
-            return inner.check(text, role=role)
+            return inner.check(text, role=role, **options)
 
         def __getattr__(self, name: str) -> Any:
             return getattr(inner, name)
