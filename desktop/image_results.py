@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QImage
@@ -48,6 +48,8 @@ def _first(parameters: dict[str, Any], *names: str) -> Any:
 @dataclass(frozen=True, eq=False)
 class ResultItem:
     """One saved image of the Images panel and what made it."""
+
+    remakeable: ClassVar[bool] = True  # its settings fit the panel's form (Use settings, Re-run)
 
     output_id: str
     path: str
@@ -334,9 +336,14 @@ class ResultDetails(QFrame):
 
     def set_actions_enabled(self, enabled: bool, *, rerun: bool) -> None:
         """Enable the buttons (``rerun`` separately: not while another image is being made)."""
-        for button in (self.use_settings_button, self.open_folder_button, self.copy_path_button):
+        for button in (self.open_folder_button, self.copy_path_button):
             button.setEnabled(enabled)
-        self.rerun_button.setEnabled(enabled and rerun)
+        remake = enabled and (self._result is None or self._result.remakeable)
+        self.use_settings_button.setEnabled(remake)
+        self.rerun_button.setEnabled(remake and rerun)
+        why = "" if remake or not enabled else "An upscaled image is made again with Upscale…, not from the form."
+        for button in (self.use_settings_button, self.rerun_button):
+            button.setToolTip(why)
 
     def text(self) -> str:
         """Everything the card shows, one "Name: value" a line (for tests and copying)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from PySide6.QtCore import QEvent, QObject, Qt
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage, QImageReader
@@ -95,6 +95,8 @@ class UpscaleDialog(QDialog):
 class UpscaledResult(ResultItem):
     """An upscaled image in the results grid: its card says what it was made from, not a prompt and seed."""
 
+    remakeable: ClassVar[bool] = False  # no prompt or seed to put back in the form
+
     def rows(self) -> list[tuple[str, str]]:
         p = self.parameters
         source = f"{p.get('source', 'an image')} · {p.get('source_width')} × {p.get('source_height')}"
@@ -145,9 +147,6 @@ class PanelUpscaler(QObject):
     def _sync(self) -> None:
         current = self.panel.results_grid.current_result()
         self.button.setEnabled(current is not None and not self.panel.busy)
-        if isinstance(current, UpscaledResult):  # no prompt or seed to re-run or to put in the form
-            self.panel.details.rerun_button.setEnabled(False)
-            self.panel.details.use_settings_button.setEnabled(False)
 
     # -- asking --------------------------------------------------------------------------------
     def upscale_selected(self) -> bool:

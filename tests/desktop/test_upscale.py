@@ -85,6 +85,9 @@ def test_a_dropped_image_is_upscaled_into_the_grid_and_its_result_upscales_again
     assert "Upscaled from: astronaut.png · 112 × 96" in images.details.text()
     assert "Size: 224 × 192" in images.details.text()
     assert not images.details.rerun_button.isEnabled()  # no prompt or seed to re-run
+    assert not images.details.use_settings_button.isEnabled()
+    assert "Upscale…" in images.details.use_settings_button.toolTip()
+    assert images.details.open_folder_button.isEnabled()
     # "Upscale…" on the selected result: the new record links to the first one's.
     accept_dialog_with(2)
     qtbot.mouseClick(images.upscaler.button, Qt.MouseButton.LeftButton)
