@@ -103,6 +103,18 @@ def step_printer(step_line: Callable[[Any], str]) -> Callable[[argparse.Namespac
     return on_event
 
 
+def output_json(item: Any, path: Path | str, library_path: str) -> str:
+    """One --json line for a delivered output: where it was written, where the library keeps it, its record."""
+    line = {
+        "path": str(path),
+        "library_path": library_path,
+        "output_id": item.record.output_id,
+        "parameters": item.output.parameters,
+        "timings": item.record.timings,
+    }
+    return json.dumps(line, default=str)
+
+
 def eta_suffix(step: Any) -> str:
     """ ", about N s left" for a step that knows its time left, else ""."""
     return f", about {step.eta_s:.0f} s left" if step.eta_s is not None else ""

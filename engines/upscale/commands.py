@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from engines.cli import eta_suffix, step_printer
+from engines.cli import eta_suffix, output_json, step_printer
 from engines.errors import EmberError
 from engines.modality import Bench, Command
 
@@ -66,14 +65,7 @@ def _result(args: argparse.Namespace, result: Any) -> int:
     for item, saved in zip(result.delivered, result.paths, strict=True):
         path = save_image(item, Path(args.output).expanduser()) if args.output else Path(saved)
         if args.json:
-            line = {
-                "path": str(path),
-                "library_path": saved,
-                "output_id": item.record.output_id,
-                "parameters": item.output.parameters,
-                "timings": item.record.timings,
-            }
-            print(json.dumps(line, default=str))
+            print(output_json(item, path, saved))
         else:
             print(path)
             if not args.quiet:
