@@ -270,12 +270,12 @@ def load_head(path: Path = HEAD_PATH) -> Head:
 
 # The head's P(not benign) becomes the score of its likeliest unsafe category, mapped so that the
 # policy's standard threshold (0.6) falls where P(not benign) is UNSAFE_AT. In 5-fold cross-validation
-# on the training data (1,129 prompts) 0.9 gave the layer alone 2.9% false positives at 75% recall (0.8:
-# 6.9% at 86%); the rules catch much of the rest. Strict (0.35) then falls at about 0.53, minimal (0.9)
-# at 0.975. Sexual content involving minors blocks from 0.2 whatever the level, so the head's minors
-# verdict counts only from the standard point; under it, it is scored as sexual content (which the
-# level decides).
-UNSAFE_AT = 0.9
+# on the training data (1,189 prompts, half the weight on benign ones) 0.8 gave the layer alone 2.6%
+# false positives at 70% recall (0.7: 4.4% at 78%); the rules catch much of the rest. Strict (0.35)
+# then falls at about 0.47, minimal (0.9) at 0.95. Sexual content involving minors blocks from 0.2
+# whatever the level, so the head's minors verdict counts only from the standard point; under it, it
+# is scored as sexual content (which the level decides).
+UNSAFE_AT = 0.8
 # A reply is prose, not a request, and the head was trained on requests: on 2,000 human passages
 # (licences, documentation) a discount of 0.8 still blocked 10 at standard (technical prose read as
 # "dangerous"). At 0.6 the layer's reply findings reach standard's threshold only at P(not benign) = 1:

@@ -3,9 +3,10 @@
 Reads the training prompts (``resources/safety/training/*.jsonl``, written for Ember)
 and the development split of ``tests/data/safety_prompts.jsonl`` (profanity rows left out:
 that category is the profanity model's), embeds them with the quantized MiniLM
-(:class:`engines.safety.semantic.Embedder`), fits a multinomial logistic regression with
-balanced class weights and an L2 penalty (scipy's L-BFGS, deterministic), reports 5-fold
-cross-validated accuracy on the training data, and writes ``resources/safety/semantic_head.npz``.
+(:class:`engines.safety.semantic.Embedder`), fits a multinomial logistic regression with class
+weights (half benign, half the unsafe categories) and an L2 penalty (scipy's L-BFGS, deterministic),
+reports 5-fold cross-validated figures on the training data, and writes
+``resources/safety/semantic_head.npz``.
 Nothing from the fresh evaluation rounds (``tests/data/safety_rounds/``) is read.
 """
 
@@ -46,13 +47,17 @@ def training_rows() -> list[tuple[str, str]]:
 
 
 def fit(vectors: np.ndarray, labels: np.ndarray, l2: float = L2) -> tuple[np.ndarray, np.ndarray]:
-    """Weights (dims x classes) and bias of a class-balanced multinomial logistic regression."""
+    """Weights (dims x classes) and bias of a weighted multinomial logistic regression (see the weights below)."""
     from scipy.optimize import minimize
 
     n, d = vectors.shape
     k = len(CLASSES)
     counts = np.bincount(labels, minlength=k).astype(np.float64)
-    sample_weight = (n / (k * np.maximum(counts, 1)))[labels]
+    # Half the weight on benign prompts, half shared by the unsafe categories: balancing all seven
+    # classes would make "benign" a 1-in-7 prior, and short, plain texts ("A reply to read.") then
+    # land in some unsafe category.
+    share = np.where(np.arange(k) == 0, 0.5, 0.5 / (k - 1))
+    sample_weight = (n * share / np.maximum(counts, 1))[labels]
     onehot = np.eye(k)[labels]
 
     def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
