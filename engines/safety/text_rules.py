@@ -177,7 +177,8 @@ _TERMS: tuple[Term, ...] = (
         r"fuck(?:ing|s)? (?:her|him|each other|me|in)", r"(?:gay|lesbian|hot|rough|graphic|explicit) sex",
         r"(?:sleep|slept|sleeping) with (?:her|him|me|you|them|each other)",
         r"touch(?:ing)? (?:herself|himself|themselves)", r"spread(?:ing)? (?:her|his) legs",
-        r"full frontal", r"sexual(?:ly)? explicit",
+        r"full frontal", r"sexual(?:ly)? explicit", r"(?:skip|without|no|don'?t) (?:the )?fade[- ]to[- ]black",
+        r"every (?:moan|thrust)",
     )),
     _t("sexting", C.SEXUAL, 0.7, _words(r"sext(?:ing|s)?", r"talk dirty", r"dirty talk", r"horny", r"sexting",
                                         r"talk sexy", r"dirty (?:messages|texts|pics|photos|videos)")),
@@ -210,7 +211,13 @@ _TERMS: tuple[Term, ...] = (
     _t("harm-animal", C.VIOLENCE, 0.5,
        r"\b(?:poison|kill|hurt|torture|drown|burn|starve)(?:s|ed|ing)? (?:a|my|the|his|her|their|someone's|"
        r"(?:the |my )?neighbou?r's) (?:dog|cat|puppy|kitten|horse|pet|animal)s?\b"),
-    _t("staged-accident", C.VIOLENCE, 0.75, _words(r"look like (?:an accident|a suicide|natural causes)")),
+    _t("staged-accident", C.VIOLENCE, 0.75, _words(
+        r"looks? like (?:an accident|a suicide|natural causes|(?:a )?natural (?:death|heart (?:attack|failure)))",
+    )),
+    # Something slipped into a person's drink or food: poisoning, whatever it is called.
+    _t("covert-dosing", C.DANGEROUS, 0.7, r"\bslip (?:\w+ ){0,6}?into (?:\w+'s |his |her |their |my \w+'s |"
+       r"(?:my|his|her|their|your|a|the) \w+'s )(?:morning )?(?:coffee|drink|tea|food|meal|wine|beer|soup)\b",
+       roles=(PROMPT,)),
     _t("get-away-with", C.VIOLENCE, 0.8, _words(r"get away with (?:murder|killing)", r"without getting caught",
                                                 r"without (?:anyone|anybody) (?:noticing|knowing)",
                                                 r"(?:doesn't|does not|won't) leave (?:marks|bruises)")),
@@ -365,6 +372,18 @@ _TERMS: tuple[Term, ...] = (
         r"pissed(?: off)?", r"piss off", r"kiss my ass", r"screw you", r"piece of (?:shit|crap)", r"whores?",
         r"sluts?", r"fml", r"damn it", r"pain in the ass",
     )),
+    # Asking for a stream of swearing: alone it may be a question about words ("the origin of the
+    # f-word"); with "uncensored", "as many as possible", "a rant" it is a request to produce it.
+    _t("swearing-asked", C.PROFANITY, 0.5, _words(
+        r"swear ?words?", r"curse ?words?", r"cuss(?: ?words?|ing)?", r"four[- ]letter words?", r"f[- ]words?",
+        r"f[- ]word[- ]filled", r"expletives?", r"obscenit(?:y|ies)", r"profanit(?:y|ies)", r"obscene",
+        r"(?:filthy|foul|dirty) (?:language|mouth|words)", r"(?:don'?t|do not|without) (?:bleep|censor)\w*",
+    ), roles=(PROMPT,)),
+    _t("swearing-uncensored", C.PROFANITY, 0.5, _words(
+        r"uncensored", r"no (?:censor\w*|bleeps?|filter)", r"(?:don'?t|do not|without) (?:bleep|censor|hold)\w*",
+        r"as many as (?:possible|you can)", r"nothing but", r"the (?:worst|filthiest|dirtiest|nastiest|foulest)",
+        r"filthiest", r"rant", r"tirade", r"scream", r"string of", r"let (?:it )?loose", r"go off on",
+    ), amp=True, roles=(PROMPT,)),
     _t("profanity-mild", C.PROFANITY, 0.35, _words(r"damn\w*", r"crap\w*", r"hell", r"(?<!the )ass", r"arse", r"bloody",
                                                    r"sucks?")),
 )
@@ -390,6 +409,7 @@ _CONTEXTS: tuple[Context, ...] = (
         r"safely", r"safety", r"safe", r"dispose", r"store", r"protect", r"prevent\w*", r"poisonous to",
         r"to avoid", r"dangerous to", r"detect", r"what is", r"what are", r"how does", r"how do .{0,30} work",
         r"affect", r"side effects", r"first aid", r"accidentally", r"stop the bleeding",
+        r"without (?:cutting|burning|hurting|injuring) (?:myself|yourself|my fingers?)",
     )), frozenset({"evade-police", "firearm-mod", "threat", "get-away-with", "suicide-self"})),
     Context("history-education", frozenset({C.DANGEROUS, C.VIOLENCE, C.HATE, C.SELF_HARM}), 0.45, _re(_words(
         r"history", r"historical", r"causes? of", r"why did", r"why is", r"what happened", r"in the \d{4}s",
@@ -417,6 +437,10 @@ _CONTEXTS: tuple[Context, ...] = (
     Context("art-study", frozenset({C.SEXUAL}), 0.5, _re(_words(
         r"figure (?:study|drawing)", r"art class", r"life drawing", r"statue", r"sculpture", r"renaissance",
         r"museum", r"classical", r"charcoal",
+    ))),
+    Context("language-study", frozenset({C.PROFANITY}), 0.5, _re(_words(
+        r"etymology", r"origin of", r"where does .{0,30} come from", r"linguistics?", r"language class",
+        r"translat\w*", r"in (?:spanish|french|german|italian|japanese|russian|portuguese|dutch|polish)",
     ))),
     Context("word-discussed", frozenset({C.PROFANITY, C.HATE}), 0.3, _re(
         r"(?:['\"‘“][^'\"‘’“”]{1,20}['\"’”]|\bthe word\b|\bn-word\b).{0,40}\b(?:mean\w*|word|swear\w*|slang|"
