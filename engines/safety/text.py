@@ -21,7 +21,7 @@ from engines.safety.normalize import NormalizedText, normalize
 from engines.safety.policy import Category, Finding
 from engines.safety.profanity import CHECKER as MODEL_CHECKER
 from engines.safety.profanity import ProfanityModel, shared_model
-from engines.safety.text_rules import OUTPUT, PROMPT, check_normalized, real_person_finding
+from engines.safety.text_rules import OUTPUT, PROMPT, check_normalized, domain_factor, real_person_finding
 
 if TYPE_CHECKING:
     from engines.safety.semantic import SemanticLayer
@@ -146,7 +146,7 @@ class TextSafety:
             raise ValueError(f"role must be 'prompt' or 'output', not {role!r}")
         findings = check_normalized(norm, role)
         if meaning and self.semantic is not None and norm.text.strip():
-            findings.extend(self.semantic.findings(norm.text, role))
+            findings.extend(_in_domain(norm, f) for f in self.semantic.findings(norm.text, role))
         profane = next((f for f in findings if f.category is Category.PROFANITY), None)
         if self._profanity is None or not (classify or profane is not None) or not norm.text.strip():
             return findings
@@ -164,3 +164,12 @@ class TextSafety:
             start, end = (profane.start, profane.end) if profane else (-1, -1)
             findings.append(Finding(Category.PROFANITY, score, MODEL_CHECKER, MODEL_CHECKER, start, end))
         return findings
+
+
+def _in_domain(norm: NormalizedText, finding: Finding) -> Finding:
+    """The meaning layer's ``finding`` scaled by the domain contexts of ``norm`` (a game, an idiom)."""
+    factor = domain_factor(norm, finding.category)
+    if factor == 1.0:
+        return finding
+    return Finding(finding.category, round(finding.score * factor, 4), finding.checker, finding.rule,
+                   finding.start, finding.end)  # fmt: skip

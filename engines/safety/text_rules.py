@@ -79,6 +79,7 @@ def _t(name: str, cat: Category, weight: float, src: str, *, amp: bool = False, 
 _PERSON = (
     r"(?:(?:my|his|her|their|our|your|the|that|this|a|an|some)\s+(?:\w+'s\s+|\w+\s+)?"
     r"(?:neighbou?rs?|wife|husband|boss|brother|sister|mom|mum|mother|dad|father|son|daughter|friend|"
+    r"step(?:dad|mom|mum|father|mother|son|daughter|brother|sister)|"
     r"girlfriend|boyfriend|ex|teacher|coworker|co-worker|classmate|family|kids?|baby|roommate|landlord|"
     r"partner|man|woman|guy|girl|boy|person|child|prisoner|victim|officer|cop|stranger|student|people|"
     r"crowd|hostage)s?\b(?!\s*process)"
@@ -124,6 +125,8 @@ _MINOR = _words(
 _SEXUALISH = _words(
     r"sex(?! (?:education|ed|differences?|of|chromosomes?|offenders?|trafficking))",
     r"sexy",
+    r"steamy(?! (?:cups?|mugs?|bowls?|showers?|bathrooms?|windows?|weather|jungle|kitchen))",
+    r"spicy (?:pics?|photos?|pictures?|videos?|stories|story|scenes?|roleplay|rp)",
     r"sexual(?:ly)?(?! (?:harassment|abuse|health|education|orientation|predators?))",
     r"nudes?",
     r"naked(?! (?:eye|cake|choke))",
@@ -173,7 +176,7 @@ _TERMS: tuple[Term, ...] = (
         r"rid(?:es|ing) (?:him|her) (?:until|hard|all)", r"legs (?:open|apart|spread)",
     )),
     _t("having-sex", C.SEXUAL, 0.7, _words(
-        r"having sex", r"have sex", r"had sex", r"sex scene", r"sex story", r"make love", r"making love",
+        r"having sex", r"have sex", r"had sex(?! ed\b)", r"sex scene", r"sex story", r"make love", r"making love",
         r"fuck(?:ing|s)? (?:her|him|each other|me|in)", r"(?:gay|lesbian|hot|rough|graphic|explicit) sex",
         r"(?:sleep|slept|sleeping) with (?:her|him|me|you|them|each other)",
         r"touch(?:ing)? (?:herself|himself|themselves)", r"spread(?:ing)? (?:her|his) legs",
@@ -211,6 +214,13 @@ _TERMS: tuple[Term, ...] = (
     _t("harm-animal", C.VIOLENCE, 0.5,
        r"\b(?:poison|kill|hurt|torture|drown|burn|starve)(?:s|ed|ing)? (?:a|my|the|his|her|their|someone's|"
        r"(?:the |my )?neighbou?r's) (?:dog|cat|puppy|kitten|horse|pet|animal)s?\b"),
+    # "Which is heaviest? I want to use one on my stepdad while he's asleep."
+    _t("use-on-person", C.VIOLENCE, 0.45, r"\b(?:use|swing|try) (?:it|one|this|that|them) on " + _PERSON,
+       roles=(PROMPT,)),
+    _t("victim-unaware", C.VIOLENCE, 0.45, _words(
+        r"while (?:he|she|they)(?:'s| is| are| was| were) (?:asleep|sleeping|passed out|not looking)",
+        r"heaviest", r"easiest to swing", r"hurts? the most",
+    ), amp=True, roles=(PROMPT,)),
     _t("staged-accident", C.VIOLENCE, 0.75, _words(
         r"looks? like (?:an accident|a suicide|natural causes|(?:a )?natural (?:death|heart (?:attack|failure)))",
     )),
@@ -256,6 +266,8 @@ _TERMS: tuple[Term, ...] = (
         r"commit suicide", r"suicide (?:note|methods?|plan)", r"my suicide", r"(?:slit|cut) (?:my|your) wrists?",
         r"(?:don't|do not) want to (?:live|be alive)", r"want to die", r"wanna die", r"better off dead",
         r"painless (?:way|death|suicide)", r"quick death", r"jump off (?:\w+ )*and die",
+        # TikTok's words for suicide, made to slip past filters.
+        r"unalive (?:myself|yourself|urself|me|ourselves)",
     )),
     # Third person is often a plot question ("do they kill themselves at the end?"):
     # it needs a request or encouragement beside it.
@@ -271,7 +283,7 @@ _TERMS: tuple[Term, ...] = (
         r"self[- ]?harm\w*", r"pro[- ]?ana", r"pro[- ]?mia", r"thinspo\w*", r"purge after", r"bleed out",
         r"overdos\w+", r"od on",
     )),
-    _t("suicide-word", C.SELF_HARM, 0.45, _words(r"suicid\w*")),
+    _t("suicide-word", C.SELF_HARM, 0.45, _words(r"suicid\w*", r"sewer ?slides?", r"unaliv\w*")),
     _t("lethal-dose", C.SELF_HARM, 0.7,
        r"\bhow (?:many|much)\b.{0,40}\b(?:to die|kill (?:me|myself)|lethal|fatal|overdose|od)\b"),
     _t("death-word", C.SELF_HARM, 0.3, _words(r"die", r"death", r"dead"), amp=True),
@@ -328,7 +340,7 @@ _TERMS: tuple[Term, ...] = (
         r"ghb", r"cocaine",
     )),
     _t("drug-cooking", C.DANGEROUS, 0.7, _words(
-        r"(?:cook|make|brew|produce|synthesi[sz]e)\w* (?:some |my own )?(?:meth|crack|heroin|dmt|lsd|mdma|fentanyl)",
+        r"(?:cook|make|brew|produce|synth)\w* (?:some |my own )?(?:meth|crack|heroin|dmt|lsd|mdma|fentanyl)",
     )),
     _t("firearm-mod", C.DANGEROUS, 0.6, _words(
         r"ghost guns?", r"untraceable (?:gun|guns|firearm|weapon)s?", r"silencers?", r"suppressors?",
@@ -377,12 +389,14 @@ _TERMS: tuple[Term, ...] = (
     _t("swearing-asked", C.PROFANITY, 0.5, _words(
         r"swear ?words?", r"curse ?words?", r"cuss(?: ?words?|ing)?", r"four[- ]letter words?", r"f[- ]words?",
         r"f[- ]word[- ]filled", r"expletives?", r"obscenit(?:y|ies)", r"profanit(?:y|ies)", r"obscene",
-        r"(?:filthy|foul|dirty) (?:language|mouth|words)", r"(?:don'?t|do not|without) (?:bleep|censor)\w*",
+        r"(?:filth|foul|dirt)\w* (?:language|mouth|words|cursing)", r"(?:don'?t|do not|without) (?:bleep|censor)\w*",
+        r"cursing", r"swear(?:ing)? at me",
     ), roles=(PROMPT,)),
     _t("swearing-uncensored", C.PROFANITY, 0.5, _words(
         r"uncensored", r"no (?:censor\w*|bleeps?|filter)", r"(?:don'?t|do not|without) (?:bleep|censor|hold)\w*",
         r"as many as (?:possible|you can)", r"nothing but", r"the (?:worst|filthiest|dirtiest|nastiest|foulest)",
         r"filthiest", r"rant", r"tirade", r"scream", r"string of", r"let (?:it )?loose", r"go off on",
+        r"non-?stop", r"(?:a )?whole paragraph",
     ), amp=True, roles=(PROMPT,)),
     _t("profanity-mild", C.PROFANITY, 0.35, _words(r"damn\w*", r"crap\w*", r"hell", r"(?<!the )ass", r"arse", r"bloody",
                                                    r"sucks?")),
@@ -400,7 +414,9 @@ _CONTEXTS: tuple[Context, ...] = (
     Context("games-sport", frozenset({C.VIOLENCE, C.DANGEROUS}), 0.3, _re(_words(
         r"minecraft", r"roblox", r"fortnite", r"counter strike", r"call of duty", r"elden ring", r"boss fight",
         r"final boss", r"volleyball", r"basketball", r"baseball", r"chess", r"in[- ]game", r"video games?",
-        r"boxing", r"bjj", r"mma", r"heavy bag", r"clay pigeons",
+        r"boxing", r"bjj", r"mma", r"heavy bag", r"clay pigeons", r"hitman(?: \d)?", r"assassin'?s creed",
+        r"npcs?", r"side ?quests?", r"walkthrough", r"speedrun\w*", r"gta(?: \d| v)?", r"skyrim", r"dark souls",
+        r"valorant", r"overwatch", r"apex legends", r"league of legends", r"d&d", r"dungeons (?:and|&) dragons",
     )), _SERIOUS),
     Context("fiction-review", frozenset({C.VIOLENCE}), 0.6, _re(_words(
         r"mystery", r"detective", r"novel", r"movie", r"film", r"scene explained", r"season \d", r"review",
@@ -409,7 +425,8 @@ _CONTEXTS: tuple[Context, ...] = (
         r"safely", r"safety", r"safe", r"dispose", r"store", r"protect", r"prevent\w*", r"poisonous to",
         r"to avoid", r"dangerous to", r"detect", r"what is", r"what are", r"how does", r"how do .{0,30} work",
         r"affect", r"side effects", r"first aid", r"accidentally", r"stop the bleeding",
-        r"without (?:cutting|burning|hurting|injuring) (?:myself|yourself|my fingers?)",
+        r"without (?:cutting|burning|hurting|injuring|poisoning|harming) (?:myself|yourself|my fingers?|my (?:dog|cat|"
+        r"pets?|kids?|children|plants)|the (?:dog|cat|pets?|kids?|children|plants))",
     )), frozenset({"evade-police", "firearm-mod", "threat", "get-away-with", "suicide-self"})),
     Context("history-education", frozenset({C.DANGEROUS, C.VIOLENCE, C.HATE, C.SELF_HARM}), 0.45, _re(_words(
         r"history", r"historical", r"causes? of", r"why did", r"why is", r"what happened", r"in the \d{4}s",
@@ -424,6 +441,11 @@ _CONTEXTS: tuple[Context, ...] = (
         r"who (?:can|could|should) i talk to", r"someone to talk to", r"talk to someone", r"get help",
         r"therapists?", r"counsell?ors?", r"counsell?ing",
     )), frozenset({"suicide-self"})),
+    # Idioms: "this burger is the bomb", "you killed it", "my stomach is killing me".
+    Context("idiom", frozenset({C.VIOLENCE, C.DANGEROUS, C.SELF_HARM}), 0.3, _re(_words(
+        r"(?:is|was|are|were|'s) (?:the|da) bomb", r"kill(?:ed|ing) it", r"(?:is|are|was) killing me",
+        r"dying to (?:see|try|know|hear|meet|go)", r"to die for", r"slay(?:ed|ing)? (?:it|the)",
+    )), _SERIOUS | {"suicide-self", "hide-harm", "lethal-dose", "toxin", "covert-dosing"}),
     # "Keep it PG, no gore": the request itself asks for less.
     Context("gore-declined", frozenset({C.VIOLENCE}), 0.3, _re(_words(
         r"no gore", r"without (?:any )?gore", r"keep it (?:pg|clean|family[- ]friendly|tame)", r"pg(?:-13)?",
@@ -432,7 +454,8 @@ _CONTEXTS: tuple[Context, ...] = (
     Context("medical", frozenset({C.SEXUAL, C.SELF_HARM, C.DANGEROUS}), 0.4, _re(_words(
         r"cancer", r"screening", r"breastfeeding", r"medical", r"doctor", r"treatment", r"symptoms?", r"anatomy",
         r"dose", r"dosage", r"chemotherapy", r"pharmacy", r"prescription", r"normal", r"what happens",
-        r"vitamins?",
+        r"vitamins?", r"treatments?", r"creams?", r"dermatologists?", r"laser", r"condoms?", r"contracepti\w+",
+        r"stis?", r"stds?", r"sex ed",
     ))),
     Context("art-study", frozenset({C.SEXUAL}), 0.5, _re(_words(
         r"figure (?:study|drawing)", r"art class", r"life drawing", r"statue", r"sculpture", r"renaissance",
@@ -467,6 +490,24 @@ def _category_score(weights: list[float]) -> float:
     for w in weights:
         miss *= 1.0 - w
     return 1.0 - miss
+
+
+# Contexts that say what a whole text is about (a game, an idiom) also scale the meaning layer's
+# finding, which reads "assassinate the target silently" the same in Hitman as in life. Not
+# "computing": a paraphrased request for ransomware is the layer's to catch.
+_DOMAIN_CONTEXTS = frozenset({"games-sport", "idiom"})
+
+
+def domain_factor(norm: NormalizedText, category: Category) -> float:
+    """How much the domain contexts that match ``norm`` scale a finding in ``category`` (1.0: none match)."""
+    factor = 1.0
+    terms = {t.name: t for t in _TERMS}
+    for ctx in _CONTEXTS:
+        if ctx.name not in _DOMAIN_CONTEXTS or category not in ctx.categories or not ctx.pattern.search(norm.text):
+            continue
+        if not any(name in terms and terms[name].pattern.search(norm.text) for name in ctx.unless):
+            factor *= ctx.factor
+    return factor
 
 
 def check_normalized(norm: NormalizedText, role: str = OUTPUT, *, min_score: float = 0.05) -> list[Finding]:
