@@ -10,6 +10,7 @@ from desktop.bridge import EventBridge
 from desktop.chat_panel import ChatPanel
 from desktop.images_panel import ImagesPanel
 from desktop.models_panel import ModelsPanel
+from desktop.music_panel import MusicPanel
 from desktop.queue_view import DownloadQueue, QueueView
 from desktop.settings_page import SettingsPage
 from desktop.speech_panel import SpeechPanel
@@ -36,6 +37,8 @@ class MainWindow(QMainWindow):
         self.add_panel("Images", self.images)
         self.speech = SpeechPanel(bridge)
         self.add_panel("Speech", self.speech)
+        self.music = MusicPanel(bridge)
+        self.add_panel("Music", self.music)
         self.downloads = DownloadQueue(bridge, self)
         self.models = ModelsPanel(bridge, self.downloads)
         self.add_panel("Models", self.models)
@@ -126,6 +129,9 @@ class MainWindow(QMainWindow):
         elif kind == "voice":
             if self.speech.select_voice(path):
                 self.show_panel(self.speech)
+        elif kind == "music":
+            if self.music.select_model(path):
+                self.show_panel(self.music)
         elif kind == "text":
             if path.startswith("embedded:") or path.lower().endswith(".gguf"):
                 chosen = self.chat.model_picker.select_model_path(path) or self.chat.model_picker.add_model_file(path)
@@ -151,6 +157,7 @@ class MainWindow(QMainWindow):
         self.chat.shutdown()
         self.images.shutdown()
         self.speech.shutdown()
+        self.music.shutdown()
         self.verify.shutdown()
         self.downloads.shutdown()
         self.bridge.detach()

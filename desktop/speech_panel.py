@@ -9,13 +9,12 @@ touches a thread and never calls an engine.
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QKeySequence, QMouseEvent, QPainter, QPaintEvent, QPen, QShortcut
+from PySide6.QtCore import Signal
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -26,15 +25,15 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSizePolicy,
-    QSlider,
     QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
-from desktop.audio_player import NoAudioDevice, OutputDevice, Playback
+from desktop.audio_player import OutputDevice, Playback
 from desktop.bridge import EventBridge, JobOp, blocked_reason
 from desktop.chat_panel import PromptEdit
+from desktop.clip_player import ClipPlayer
 from engines.errors import EmberError
 from engines.media import AudioOutput
 from engines.progress import Loading, Preview, Step
@@ -42,88 +41,6 @@ from engines.progress import Loading, Preview, Step
 VOICE_KEY = "speech.voice"
 SPEED_KEY = "speech.speed"
 PAUSE_KEY = "speech.pause_ms"
-
-
-def format_time(seconds: float) -> str:
-    """Return ``seconds`` as m:ss.t (e.g. 1:05.3)."""
-    seconds = max(0.0, seconds)
-    minutes, rest = divmod(seconds, 60.0)
-    return f"{int(minutes)}:{rest:04.1f}"
-
-
-class Waveform(QWidget):
-    """The clip drawn as its peak envelope, the part played darker, and the play head; a click seeks."""
-
-    seek_requested = Signal(float)  # seconds
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setObjectName("waveform")
-        self.setMinimumHeight(120)
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self._peaks = np.zeros(0, np.float32)
-        self._samples = np.zeros(0, np.float32)
-        self._rate = 0
-        self._duration_s = 0.0
-        self.position_s = 0.0
-
-    def sizeHint(self) -> QSize:
-        return QSize(640, 160)
-
-    def set_clip(self, samples: np.ndarray, sample_rate: int, expected_s: float = 0.0) -> None:
-        """Show ``samples``; ``expected_s`` leaves room for sentences still being made."""
-        self._samples = np.asarray(samples, np.float32).reshape(-1)
-        self._rate = sample_rate
-        self._duration_s = max(len(self._samples) / sample_rate if sample_rate else 0.0, expected_s)
-        self._peaks = self._envelope(max(1, self.width()))
-        self.update()
-
-    def set_position(self, seconds: float) -> None:
-        self.position_s = seconds
-        self.update()
-
-    def peaks(self) -> np.ndarray:
-        """The drawn envelope: the peak of each pixel column (for tests)."""
-        return self._peaks
-
-    def _envelope(self, columns: int) -> np.ndarray:
-        if not len(self._samples) or not self._rate or self._duration_s <= 0:
-            return np.zeros(0, np.float32)
-        shown = int(columns * (len(self._samples) / self._rate) / self._duration_s)
-        shown = max(1, min(columns, shown))
-        edges = np.linspace(0, len(self._samples), shown + 1).astype(int)
-        magnitude = np.abs(self._samples)
-        return np.array([magnitude[a:b].max() if b > a else 0.0 for a, b in itertools.pairwise(edges)], np.float32)
-
-    def resizeEvent(self, event: Any) -> None:
-        self._peaks = self._envelope(max(1, self.width()))
-        super().resizeEvent(event)
-
-    def paintEvent(self, event: QPaintEvent) -> None:
-        painter = QPainter(self)
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        rect = QRectF(self.rect()).adjusted(1, 1, -1, -1)
-        painter.setPen(QPen(QColor("#d9dde3")))
-        painter.setBrush(QColor("#f7f8fa"))
-        painter.drawRoundedRect(rect, 8, 8)
-        middle = rect.center().y()
-        if not len(self._peaks):
-            painter.setPen(QColor("#8a919c"))
-            painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, "The waveform of the clip shows here.")
-            return
-        scale = (rect.height() / 2 - 8) / max(float(self._peaks.max()), 1e-3)
-        played_x = rect.left() + rect.width() * (self.position_s / self._duration_s if self._duration_s else 0.0)
-        for x, peak in enumerate(self._peaks):
-            px = rect.left() + x
-            height = max(1.0, float(peak) * scale)
-            painter.setPen(QPen(QColor("#d9480f" if px <= played_x else "#f4a27a"), 1))
-            painter.drawLine(QPointF(px, middle - height), QPointF(px, middle + height))
-        painter.setPen(QPen(QColor("#1f2933"), 2))
-        painter.drawLine(QPointF(played_x, rect.top() + 4), QPointF(played_x, rect.bottom() - 4))
-
-    def mousePressEvent(self, event: QMouseEvent) -> None:
-        if self._duration_s > 0 and self.width() > 0:
-            self.seek_requested.emit(self._duration_s * min(1.0, max(0.0, event.position().x() / self.width())))
 
 
 class SpeechPanel(QWidget):
@@ -143,15 +60,13 @@ class SpeechPanel(QWidget):
         self.setObjectName("speechPanel")
         self.bridge = bridge
         self.settings_store = bridge.studio.settings
-        self.playback = Playback(device)
+        self.player = ClipPlayer(device=device)
+        self.player.busy = self.busy
+        self.player.message.connect(self._show_message)
         self.result: Any = None  # the SpeechResult of the clip shown
         self._op: JobOp | None = None
         self._sentences = 0
         self._build()
-        self._timer = QTimer(self)
-        self._timer.setInterval(50)
-        self._timer.timeout.connect(self._tick)
-        self._timer.start()
         self._fill_voices()
 
     # -- building ------------------------------------------------------------------------------
@@ -219,28 +134,13 @@ class SpeechPanel(QWidget):
         actions.addWidget(self.progress, 4)
         actions.addStretch(1)  # keeps the buttons at the left while no progress shows
 
-        self.waveform = Waveform()
-        self.waveform.seek_requested.connect(self.seek)
-        self.play_button = QPushButton("Play")
-        self.play_button.setObjectName("playButton")
-        self.play_button.clicked.connect(self.toggle_play)
-        self.seek_slider = QSlider(Qt.Orientation.Horizontal)
-        self.seek_slider.setObjectName("seekSlider")
-        self.seek_slider.setRange(0, 0)
-        self.seek_slider.sliderMoved.connect(lambda value: self.seek(value / 1000))
-        self.time_label = QLabel(format_time(0))
-        self.time_label.setObjectName("timeLabel")
-        self.duration_label = QLabel(format_time(0))
-        self.duration_label.setObjectName("durationLabel")
+        player = self.player
+        self.waveform, self.play_button, self.seek_slider = player.waveform, player.play_button, player.seek_slider
+        self.time_label, self.duration_label = player.time_label, player.duration_label
         self.save_button = QPushButton("Save as…")
         self.save_button.setObjectName("saveClipButton")
         self.save_button.clicked.connect(self._choose_save_path)
-        transport = QHBoxLayout()
-        transport.addWidget(self.play_button)
-        transport.addWidget(self.time_label)
-        transport.addWidget(self.seek_slider, 1)
-        transport.addWidget(self.duration_label)
-        transport.addWidget(self.save_button)
+        player.extra.addWidget(self.save_button)
 
         self.status = QLabel()
         self.status.setObjectName("speechStatus")
@@ -258,8 +158,7 @@ class SpeechPanel(QWidget):
         layout.addWidget(self.text, 2)
         layout.addLayout(form)
         layout.addLayout(actions)
-        layout.addWidget(self.waveform, 3)
-        layout.addLayout(transport)
+        layout.addWidget(self.player, 3)
         layout.addWidget(self.status)
         layout.addWidget(self.message)
         QShortcut(QKeySequence("Ctrl+Return"), self, activated=self.speak)
@@ -408,7 +307,7 @@ class SpeechPanel(QWidget):
         self.waveform.set_clip(self.playback.samples, chunk.sample_rate, expected)
         self._update_times()
         if first:
-            self._play()
+            self.player.play()
 
     def _on_result(self, result: Any) -> None:
         """The finished clip (saved in the library): it replaces the sentences, at the same place."""
@@ -437,44 +336,28 @@ class SpeechPanel(QWidget):
         self.speech_finished.emit(event)
 
     # -- playing -----------------------------------------------------------------------------------
+    @property
+    def playback(self) -> Playback:
+        """The clip being played (the player's)."""
+        return self.player.playback
+
+    @playback.setter
+    def playback(self, playback: Playback) -> None:
+        self.player.playback = playback
+
     def show_clip(self, samples: np.ndarray, sample_rate: int) -> None:
         """Show (and make playable) a clip that came out of the pipeline, e.g. a reply read aloud."""
-        self.playback.load(samples, sample_rate)
-        self.waveform.set_clip(samples, sample_rate)
-        self._update_times()
+        self.player.show_clip(samples, sample_rate)
         self._set_busy(self._op)
 
     def toggle_play(self) -> None:
-        if self.playback.playing:
-            self.playback.pause()
-        else:
-            self._play()
-        self._update_times()
-
-    def _play(self) -> None:
-        try:
-            self.playback.play()
-        except NoAudioDevice as exc:
-            self._show_message(str(exc))
+        self.player.toggle_play()
 
     def seek(self, seconds: float) -> None:
-        self.playback.seek(seconds)
-        self._update_times()
-
-    def _tick(self) -> None:
-        if self.playback.playing or self.busy():
-            self._update_times()
+        self.player.seek(seconds)
 
     def _update_times(self) -> None:
-        position, duration = self.playback.position_s, self.playback.duration_s
-        self.play_button.setText("Pause" if self.playback.playing else "Play")
-        self.play_button.setEnabled(duration > 0)
-        self.time_label.setText(format_time(position))
-        self.duration_label.setText(format_time(duration))
-        if not self.seek_slider.isSliderDown():
-            self.seek_slider.setRange(0, int(duration * 1000))
-            self.seek_slider.setValue(int(position * 1000))
-        self.waveform.set_position(position)
+        self.player.update_times()
 
     # -- saving ------------------------------------------------------------------------------------
     def _choose_save_path(self) -> None:
@@ -524,5 +407,4 @@ class SpeechPanel(QWidget):
     def shutdown(self) -> None:
         """Stop the clip being made and the playback (the window is closing)."""
         self.cancel()
-        self.playback.close()
-        self._timer.stop()
+        self.player.shutdown()

@@ -16,11 +16,12 @@ from engines.dictation.modality import DICTATION
 from engines.diffusion.modality import IMAGE
 from engines.errors import EmberError
 from engines.modality import Modality, ModelKind
+from engines.music.modality import MUSIC
 from engines.speech.modality import SPEECH
 from engines.text.modality import TEXT
 from engines.upscale.modality import UPSCALE
 
-_REGISTERED: list[Modality] = [TEXT, IMAGE, UPSCALE, SPEECH, DICTATION]
+_REGISTERED: list[Modality] = [TEXT, IMAGE, UPSCALE, SPEECH, DICTATION, MUSIC]
 _lock = threading.Lock()
 
 # Kinds whose modality has not landed yet: the catalog already lists such models. The speech and

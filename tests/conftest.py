@@ -223,3 +223,25 @@ def models_loaded(studio: Studio) -> list[Any]:
     """EngineInfo of the models loaded in the Studio's engine processes, the safety filter's own checkers left out
     (the meaning layer loads at the first prompt check)."""
     return [info for _, info in studio.registry.loaded() if info.kind != "safety"]
+
+
+# --- The tiny random-weight MusicGen (tests/tools/tiny_musicgen.py), built once per source version -------
+
+
+@pytest.fixture(scope="session")
+def tiny_musicgen_checkpoint() -> Path:
+    """The tiny MusicGen transformers checkpoint folder (safetensors, random weights, T5-style tokenizer)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from tiny_musicgen import tiny_musicgen_checkpoint as build
+
+    return build()
+
+
+@pytest.fixture(scope="session")
+def tiny_musicgen_onnx(tiny_musicgen_checkpoint: Path) -> Path:
+    """The optimum ONNX export of the tiny MusicGen (text_encoder.onnx, decoder_model.onnx, ...)."""
+    pytest.importorskip("optimum.exporters.onnx")
+    from tiny_musicgen import tiny_musicgen_onnx as build
+
+    return build()

@@ -10,9 +10,10 @@ import pytest
 from PySide6.QtCore import Qt
 
 from desktop.audio_player import NoAudioDevice, Playback, Pull
+from desktop.clip_player import format_time
 from desktop.main_window import MainWindow
 from desktop.read_aloud import speakable
-from desktop.speech_panel import SpeechPanel, format_time
+from desktop.speech_panel import SpeechPanel
 from engines.jobs import EventKind, JobEvent
 
 TIMEOUT_MS = 120_000

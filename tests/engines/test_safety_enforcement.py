@@ -118,9 +118,9 @@ def test_the_stream_guard_waits_for_the_end_of_a_sentence_before_judging(studio:
     assert "".join(shown).startswith("To stop the server, kill the python process")
 
 
-def sample_models(smol: ModelOptions, gemma: ModelOptions, tiny_sd: Path) -> dict[str, str]:
+def sample_models(smol: ModelOptions, gemma: ModelOptions, tiny_sd: Path, musicgen: Path) -> dict[str, str]:
     """The models a modality's sample requests may use, by model kind ("text-base": a base model)."""
-    return {"text": smol.path, "text-base": gemma.path, "diffusion": str(tiny_sd)}
+    return {"text": smol.path, "text-base": gemma.path, "diffusion": str(tiny_sd), "music": str(musicgen)}
 
 
 @pytest.fixture
@@ -146,14 +146,21 @@ def assert_nothing_reaches_a_person(studio: Studio, requests: list[Any], ember_h
     outputs = sum(modality_of(r).outputs(r) for r in requests)
     assert len(records) == outputs and not any(r.delivered for r in records)
     assert not studio.conversations.list()
-    assert not [p for p in ember_home.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".webp", ".wav")]
+    assert not [p for p in ember_home.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".webp", ".wav", ".mid")]
 
 
 def test_every_engine_output_passes_the_safety_stage(
-    studio: Studio, smol: ModelOptions, gemma: ModelOptions, tiny_sd: Path, ember_home: Path, echo_modality: Any
+    studio: Studio,
+    smol: ModelOptions,
+    gemma: ModelOptions,
+    tiny_sd: Path,
+    tiny_musicgen_onnx: Path,
+    ember_home: Path,
+    echo_modality: Any,
 ) -> None:
     # The echo modality of tests/tools is registered too: a modality added from a package alone is covered.
-    requests = [r for m in modalities() for r in m.sample_requests(sample_models(smol, gemma, tiny_sd))]
+    models = sample_models(smol, gemma, tiny_sd, tiny_musicgen_onnx)
+    requests = [r for m in modalities() for r in m.sample_requests(models)]
     assert any(type(r).__name__ == "EchoRequest" for r in requests)
     # Every request type of every registered modality is here: a new modality comes with its sample.
     assert {type(r) for r in requests} == {t for m in modalities() for t in m.requests}

@@ -1,0 +1,1 @@
+"""Music: text to music with MusicGen ONNX folders (and MIDI composition)."""
