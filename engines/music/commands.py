@@ -194,6 +194,32 @@ MIDI_COMMAND = Command(
 )
 
 
+def _convert_arguments(convert: argparse.ArgumentParser) -> None:
+    convert.add_argument("source", help="a MusicGen checkpoint folder (config.json, safetensors, tokenizer.json)")
+    convert.add_argument("-o", "--output", metavar="FOLDER", help="where to write (default: SOURCE-onnx)")
+
+
+def _convert(args: argparse.Namespace) -> int:
+    """Export a MusicGen checkpoint to ONNX; exit 0 on success, 1 with a reason otherwise."""
+    from engines.music.convert import export_musicgen
+
+    source = Path(args.source).expanduser()
+    out = Path(args.output).expanduser() if args.output else source.with_name(f"{source.name}-onnx")
+    print(export_musicgen(source, out, progress=lambda message: print(message, file=sys.stderr)))
+    return 0
+
+
+CONVERT_MUSIC_COMMAND = Command(
+    name="convert-music",
+    help="export a MusicGen checkpoint folder to the ONNX folder `main.py music` runs",
+    description="Export a transformers MusicGen checkpoint (safetensors, e.g. a downloaded facebook/musicgen-small) "
+    "to ONNX with optimum. Needs: pip install 'ember-studio[convert]'. Meta's MusicGen weights are "
+    "CC-BY-NC-4.0 (non-commercial).",
+    arguments=_convert_arguments,
+    run=_convert,
+)
+
+
 def _bench_arguments(bench: argparse.ArgumentParser) -> None:
     bench.add_argument("--seconds", type=float, default=4.0, help="seconds of music per run (default 4)")
     bench.add_argument("--repeats", type=int, default=3, help="runs of each path (median reported)")

@@ -7,7 +7,7 @@ from typing import Any
 
 from engines.host.wire import EngineContext, Ran
 from engines.modality import Finished, Modality, ModelKind
-from engines.music.commands import COMPOSE_COMMAND, MIDI_COMMAND, MUSIC_BENCH, MUSIC_COMMAND
+from engines.music.commands import COMPOSE_COMMAND, CONVERT_MUSIC_COMMAND, MIDI_COMMAND, MUSIC_BENCH, MUSIC_COMMAND
 from engines.music.requests import ComposeRequest, MusicClip, MusicOptions, MusicRequest, MusicResult
 from engines.pipeline import Delivered
 
@@ -67,7 +67,7 @@ MUSIC = Modality(
     sink=_sink,
     sample_requests=_samples,
     lost="try again, perhaps with a shorter piece.",
-    commands=(MUSIC_COMMAND, COMPOSE_COMMAND, MIDI_COMMAND),
+    commands=(MUSIC_COMMAND, COMPOSE_COMMAND, MIDI_COMMAND, CONVERT_MUSIC_COMMAND),
     benches=(MUSIC_BENCH,),
     kinds=(ModelKind("music", "Music", "onnx-musicgen"),),
 )

@@ -266,34 +266,11 @@ def build_checkpoint(out: Path, *, small_architecture: bool = False) -> Path:
     return out
 
 
-# The files of the ONNX folder Ember needs besides the graphs.
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
-
-
 def export_onnx(checkpoint: Path, out: Path) -> Path:
-    """Export a MusicGen checkpoint folder with optimum (task text-to-audio) into ``out``.
+    """Export a MusicGen checkpoint folder with Ember's own converter (``main.py convert-music``) into ``out``."""
+    from engines.music.convert import export_musicgen
 
-    Writes text_encoder.onnx, decoder_model.onnx, decoder_with_past_model.onnx, encodec_decode.onnx,
-    build_delay_pattern_mask.onnx, config.json, generation_config.json and the tokenizer. Returns
-    ``out``. Raises ImportError without optimum, and whatever optimum raises on failure.
-    """
-    from optimum.exporters.onnx import main_export
-
-    main_export(
-        str(checkpoint),
-        output=str(out),
-        task="text-to-audio",
-        device="cpu",
-        # Validation runs every graph against torch a second time, and the merge of the two
-        # decoders into decoder_model_merged.onnx is not what Ember runs; the tests compare
-        # against transformers themselves.
-        do_validation=False,
-        no_post_process=True,
-    )
-    for name in (*_TOKENIZER_FILES, "config.json", "generation_config.json"):
-        if (checkpoint / name).is_file() and not (out / name).is_file():
-            shutil.copy2(checkpoint / name, out / name)
-    return out
+    return export_musicgen(checkpoint, out)
 
 
 def version_hash() -> str:

@@ -85,3 +85,24 @@ def test_midi_turns_a_recorded_tune_into_notes(tmp_path: Path) -> None:
     soundfile.write(silent, np.zeros(rate, np.float32), rate)
     quiet = ember("midi", str(silent), "-o", str(tmp_path / "s.mid"), home=tmp_path)
     assert quiet.returncode == 1 and "silent" in quiet.stderr.lower()
+
+
+def test_convert_music_exports_a_checkpoint_that_music_then_runs(
+    tmp_path: Path, tiny_musicgen_checkpoint: Path
+) -> None:
+    pytest.importorskip("optimum.exporters.onnx")
+    out = tmp_path / "tiny-onnx"
+    done = ember("convert-music", str(tiny_musicgen_checkpoint), "-o", str(out), home=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(out) and "CC-BY-NC-4.0" in done.stderr
+    assert {p.name for p in out.glob("*.onnx")} >= {"text_encoder.onnx", "decoder_model.onnx",
+                                                    "decoder_with_past_model.onnx", "encodec_decode.onnx"}  # fmt: skip
+    made = ember("music", "a drum loop", "--model", str(out), "--seconds", "1", "--seed", "1", home=tmp_path)
+    assert made.returncode == 0, made.stderr
+    again = ember("convert-music", str(tiny_musicgen_checkpoint), "-o", str(out), home=tmp_path)
+    assert again.returncode == 1 and "already exists" in again.stderr
+    (tmp_path / "not-music").mkdir()
+    (tmp_path / "not-music" / "config.json").write_text('{"model_type": "llama"}')
+    wrong = ember("convert-music", str(tmp_path / "not-music"), home=tmp_path)
+    assert wrong.returncode == 1 and "not MusicGen" in wrong.stderr
+    assert not (tmp_path / "not-music-onnx").exists()
