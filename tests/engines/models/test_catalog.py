@@ -134,20 +134,20 @@ def test_a_kind_a_modality_registers_is_read_by_the_catalog_while_it_is_register
 ) -> None:
     from echo_modality import ECHO
 
-    music = ModelKind("music", "Music", "onnx", frozenset({"sample_rate_hz"}), frozenset({"sample_rate_hz"}))
+    theremin = ModelKind("theremin", "Theremin", "onnx", frozenset({"sample_rate_hz"}), frozenset({"sample_rate_hz"}))
     entry = copy.deepcopy(next(e for e in shipped["entries"] if e["kind"] == "voice"))
-    entry.update(id="tiny-music", kind="music", panel="Music", format="onnx")
+    entry.update(id="tiny-theremin", kind="theremin", panel="Theremin", format="onnx")
     path = _write(tmp_path, {"schema": 1, "entries": [entry]})
-    with pytest.raises(CatalogError, match="kind 'music' is not one of"):
+    with pytest.raises(CatalogError, match="kind 'theremin' is not one of"):
         load_catalog(path)
-    unregister = register(replace(ECHO, name="music", kinds=(music,), commands=()))
+    unregister = register(replace(ECHO, name="theremin", kinds=(theremin,), commands=()))
     try:
-        assert catalog_module.PANELS["music"] == "Music" and catalog_module.FORMATS["music"] == "onnx"
+        assert catalog_module.PANELS["theremin"] == "Theremin" and catalog_module.FORMATS["theremin"] == "onnx"
         [loaded] = load_catalog(path)
-        assert (loaded.kind, loaded.panel, loaded.sample_rate_hz) == ("music", "Music", 22050)
+        assert (loaded.kind, loaded.panel, loaded.sample_rate_hz) == ("theremin", "Theremin", 22050)
     finally:
         unregister()
-    assert "music" not in catalog_module.KINDS
+    assert "theremin" not in catalog_module.KINDS
 
 
 def test_an_upcoming_kind_gives_way_to_the_modality_that_lands_with_it(monkeypatch: pytest.MonkeyPatch) -> None:
