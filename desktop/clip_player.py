@@ -1,7 +1,8 @@
 """A clip on screen: its waveform (the part played darker, a click seeks), play/pause, a seek bar and the times.
 
 :class:`ClipPlayer` holds a :class:`desktop.audio_player.Playback` and polls its position with a
-timer; the Speech and Music panels put one under their form. It never touches a thread.
+timer. :class:`ClipPanel` is what the Speech and Music panels share around it: the message line,
+the job that makes a clip (previews played as they come), Save as. Neither touches a thread.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from PySide6.QtGui import QColor, QMouseEvent, QPainter, QPaintEvent, QPen
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSizePolicy, QSlider, QVBoxLayout, QWidget
 
 from desktop.audio_player import NoAudioDevice, OutputDevice, Playback
+from desktop.bridge import EventBridge, JobOp, blocked_reason
+from engines.errors import EmberError
 
 
 def format_time(seconds: float) -> str:
@@ -179,3 +182,108 @@ class ClipPlayer(QWidget):
     def shutdown(self) -> None:
         self.playback.close()
         self._timer.stop()
+
+
+class ClipPanel(QWidget):
+    """A panel that makes audio clips: a :class:`ClipPlayer`, the message line, the clip's job, saving.
+
+    A subclass builds its form, puts ``self.player`` and ``self.message`` in its layout, sets
+    ``self.status`` (a QLabel), and gives ``_on_progress``, ``_on_preview``, ``_on_result``,
+    ``_on_cancelled``, ``_on_finished`` and ``_set_busy``.
+    """
+
+    def __init__(
+        self,
+        bridge: EventBridge,
+        parent: QWidget | None = None,
+        *,
+        device: OutputDevice | None = None,
+        placeholder: str = "The waveform of the clip shows here.",
+        message_name: str = "clipMessage",
+    ) -> None:
+        super().__init__(parent)
+        self.bridge = bridge
+        self.settings_store = bridge.studio.settings
+        self.player = ClipPlayer(device=device, placeholder=placeholder)
+        self.player.busy = self.busy
+        self.player.message.connect(self._show_message)
+        self.result: Any = None  # the result of the clip shown
+        self._op: JobOp | None = None
+        self.message = QLabel()
+        self.message.setObjectName(message_name)
+        self.message.setWordWrap(True)
+        self.message.setVisible(False)
+
+    @property
+    def playback(self) -> Playback:
+        """The clip being played (the player's)."""
+        return self.player.playback
+
+    @playback.setter
+    def playback(self, playback: Playback) -> None:
+        self.player.playback = playback
+
+    def busy(self) -> bool:
+        return self._op is not None
+
+    def start_job(self, request: Any) -> JobOp | None:
+        """Empty the player and send ``request`` through the bridge; returns its op, or None (the queue refused)."""
+        self._clear_message()
+        self.playback.close()
+        self.playback.load(np.zeros(0, np.float32), 0, complete=False)
+        self.player.waveform.set_clip(np.zeros(0, np.float32), 1)
+        self.result = None
+        self.status.setText("Starting…")
+        op = (
+            self.bridge.op(request, parent=self)
+            .on_progress(self._on_progress)
+            .on_preview(self._on_preview)
+            .success(self._on_result)
+            .on_cancelled(self._on_cancelled)
+            .on_finished(self._on_finished)
+        )
+        try:
+            op.run()
+        except EmberError as exc:
+            self._show_message(str(exc))
+            return None
+        self._set_busy(op)
+        return op
+
+    def cancel(self) -> None:
+        """Stop making the clip; the playback stops too."""
+        if self._op is not None:
+            self._op.cancel()
+        self.playback.pause()
+
+    def save_clip(self, path: str) -> None:
+        """Write the clip (watermarked, from the pipeline) to ``path`` as .wav, .flac or .ogg, off the GUI thread."""
+        from engines.speech.audio_files import save_clip
+
+        if self.result is None:
+            return
+        item = self.result.delivered
+        self.bridge.background(lambda: save_clip(item, path), parent=self).success(
+            lambda written: self.status.setText(f"Saved {written}")
+        ).run()
+
+    # -- messages --------------------------------------------------------------------------------
+    def show_notice(self, text: str, *, error: bool = False, decision: Any = None) -> None:
+        """The shared default for a job that ended without a clip."""
+        self._show_message(blocked_reason(decision) if decision is not None else text)
+
+    def message_text(self) -> str:
+        return self.message.text() if self.message.isVisibleTo(self) else ""
+
+    def _show_message(self, text: str) -> None:
+        self.message.setText(text)
+        self.message.setVisible(True)
+
+    def _clear_message(self) -> None:
+        self.message.clear()
+        self.message.setVisible(False)
+
+    def shutdown(self) -> None:
+        """Stop the clip being made and the playback (the window is closing)."""
+        self.cancel()
+        self.player.shutdown()

@@ -16,7 +16,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from PySide6.QtCore import Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
@@ -37,10 +36,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.audio_player import OutputDevice, Playback
-from desktop.bridge import EventBridge, JobOp, blocked_reason
+from desktop.audio_player import OutputDevice
+from desktop.bridge import EventBridge, JobOp
 from desktop.chat_panel import PromptEdit
-from desktop.clip_player import ClipPlayer
+from desktop.clip_player import ClipPanel
 from desktop.image_view import dice_icon
 from desktop.images_panel import SeedBox
 from engines.errors import EmberError
@@ -55,7 +54,7 @@ _OPEN_FOLDER = "Open MusicGen folder…"
 _SEED_MAX = 2**32 - 1
 
 
-class MusicPanel(QWidget):
+class MusicPanel(ClipPanel):
     """Compose or generate music; listen, save, re-run. ``piece_ready`` carries each MusicResult."""
 
     piece_ready = Signal(object)
@@ -64,17 +63,11 @@ class MusicPanel(QWidget):
     def __init__(
         self, bridge: EventBridge, parent: QWidget | None = None, *, device: OutputDevice | None = None
     ) -> None:
-        super().__init__(parent)
+        super().__init__(bridge, parent, device=device, placeholder="The waveform of the piece shows here.",
+                         message_name="musicMessage")  # fmt: skip
         self.setObjectName("musicPanel")
-        self.bridge = bridge
-        self.settings_store = bridge.studio.settings
-        self.player = ClipPlayer(device=device, placeholder="The waveform of the piece shows here.")
-        self.result: Any = None  # the MusicResult shown
-        self.last_request: Any = None  # what made it (Re-run sends it again)
-        self._op: JobOp | None = None
+        self.last_request: Any = None  # what made the piece shown (Re-run sends it again)
         self._build()
-        self.player.busy = self.busy
-        self.player.message.connect(self._show_message)
         self._fill_models()
 
     # -- building --------------------------------------------------------------------------------
@@ -255,10 +248,6 @@ class MusicPanel(QWidget):
         self.status = QLabel()
         self.status.setObjectName("musicStatus")
         self.status.setWordWrap(True)
-        self.message = QLabel()
-        self.message.setObjectName("musicMessage")
-        self.message.setWordWrap(True)
-        self.message.setVisible(False)
 
         title = QLabel("Music")
         title.setObjectName("panelTitle")
@@ -380,9 +369,6 @@ class MusicPanel(QWidget):
         )
 
     # -- making music ----------------------------------------------------------------------------
-    def busy(self) -> bool:
-        return self._op is not None
-
     def generate(self) -> JobOp | None:
         """Send the form's request; returns the job op, or None (a bad setting, or busy)."""
         if self.busy():
@@ -406,35 +392,10 @@ class MusicPanel(QWidget):
         return self.send(request)
 
     def send(self, request: Any) -> JobOp | None:
-        self._clear_message()
+        """Send ``request`` (a MusicRequest or ComposeRequest); returns the job op, or None."""
         self.settings_store_set(MODEL_KEY, request.model.model)
-        self.player.playback.close()
-        self.player.playback.load(np.zeros(0, np.float32), 0, complete=False)
-        self.player.waveform.set_clip(np.zeros(0, np.float32), 1)
-        self.result = None
         self.last_request = request
-        self.status.setText("Starting…")
-        op = (
-            self.bridge.op(request, parent=self)
-            .on_progress(self._on_progress)
-            .on_preview(self._on_preview)
-            .success(self._on_result)
-            .on_cancelled(self._on_cancelled)
-            .on_finished(self._on_finished)
-        )
-        try:
-            op.run()
-        except EmberError as exc:
-            self._show_message(str(exc))
-            return None
-        self._set_busy(op)
-        return op
-
-    def cancel(self) -> None:
-        """Stop making the piece; the playback stops too."""
-        if self._op is not None:
-            self._op.cancel()
-        self.player.playback.pause()
+        return self.start_job(request)
 
     def _set_busy(self, op: JobOp | None) -> None:
         self._op = op
@@ -506,17 +467,6 @@ class MusicPanel(QWidget):
         if path:
             self.save_clip(path)
 
-    def save_clip(self, path: str) -> None:
-        """Write the piece (watermarked, from the pipeline) to ``path`` as .wav, .flac or .ogg, off the GUI thread."""
-        from engines.speech.audio_files import save_clip
-
-        if self.result is None:
-            return
-        item = self.result.delivered
-        self.bridge.background(lambda: save_clip(item, path), parent=self).success(
-            lambda written: self.status.setText(f"Saved {written}")
-        ).run()
-
     def _choose_midi_path(self) -> None:
         if self.result is None or not self.result.midi_path:
             return
@@ -559,35 +509,6 @@ class MusicPanel(QWidget):
         self.status.setText(f"Listening for the notes in {Path(source).name}…")
         return self.bridge.background(work, parent=self).success(show).run()
 
-    # -- messages --------------------------------------------------------------------------------
-    def show_notice(self, text: str, *, error: bool = False, decision: Any = None) -> None:
-        """The shared default for a job that ended without a piece."""
-        self._show_message(blocked_reason(decision) if decision is not None else text)
-
-    def message_text(self) -> str:
-        return self.message.text() if self.message.isVisibleTo(self) else ""
-
-    def _show_message(self, text: str) -> None:
-        self.message.setText(text)
-        self.message.setVisible(True)
-
-    def _clear_message(self) -> None:
-        self.message.clear()
-        self.message.setVisible(False)
-
     def settings_store_set(self, key: str, value: Any) -> None:
         store = self.settings_store
         self.bridge.background(lambda: store.set(key, value), parent=self).run()
-
-    @property
-    def playback(self) -> Playback:
-        return self.player.playback
-
-    @playback.setter
-    def playback(self, playback: Playback) -> None:
-        self.player.playback = playback
-
-    def shutdown(self) -> None:
-        """Stop the piece being made and the playback (the window is closing)."""
-        self.cancel()
-        self.player.shutdown()

@@ -12,7 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from PySide6.QtCore import Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
@@ -30,11 +29,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.audio_player import OutputDevice, Playback
-from desktop.bridge import EventBridge, JobOp, blocked_reason
+from desktop.audio_player import OutputDevice
+from desktop.bridge import EventBridge, JobOp
 from desktop.chat_panel import PromptEdit
-from desktop.clip_player import ClipPlayer
-from engines.errors import EmberError
+from desktop.clip_player import ClipPanel
 from engines.media import AudioOutput
 from engines.progress import Loading, Preview, Step
 
@@ -43,7 +41,7 @@ SPEED_KEY = "speech.speed"
 PAUSE_KEY = "speech.pause_ms"
 
 
-class SpeechPanel(QWidget):
+class SpeechPanel(ClipPanel):
     """Text to speech: pick a voice, Speak (Ctrl+Enter), listen while it is made, save the clip.
 
     ``clip_ready`` carries the SpeechResult of each finished clip (a cancelled one too: what was
@@ -56,15 +54,8 @@ class SpeechPanel(QWidget):
     def __init__(
         self, bridge: EventBridge, parent: QWidget | None = None, *, device: OutputDevice | None = None
     ) -> None:
-        super().__init__(parent)
+        super().__init__(bridge, parent, device=device, message_name="speechMessage")
         self.setObjectName("speechPanel")
-        self.bridge = bridge
-        self.settings_store = bridge.studio.settings
-        self.player = ClipPlayer(device=device)
-        self.player.busy = self.busy
-        self.player.message.connect(self._show_message)
-        self.result: Any = None  # the SpeechResult of the clip shown
-        self._op: JobOp | None = None
         self._sentences = 0
         self._build()
         self._fill_voices()
@@ -145,10 +136,6 @@ class SpeechPanel(QWidget):
         self.status = QLabel()
         self.status.setObjectName("speechStatus")
         self.status.setWordWrap(True)
-        self.message = QLabel()
-        self.message.setObjectName("speechMessage")
-        self.message.setWordWrap(True)
-        self.message.setVisible(False)
 
         title = QLabel("Speech")
         title.setObjectName("panelTitle")
@@ -220,9 +207,6 @@ class SpeechPanel(QWidget):
             self.select_voice(path)
 
     # -- speaking ----------------------------------------------------------------------------------
-    def busy(self) -> bool:
-        return self._op is not None
-
     def speak(self) -> JobOp | None:
         """Send the text to the speech engine; returns the job op, or None (nothing to say, or busy)."""
         from engines.speech.requests import SpeechOptions, SpeechRequest
@@ -244,35 +228,9 @@ class SpeechPanel(QWidget):
         except ValueError as exc:
             self._show_message(str(exc))
             return None
-        self._clear_message()
         self._save_settings()
-        self.playback.close()
-        self.playback.load(np.zeros(0, np.float32), 0, complete=False)
-        self.result = None
         self._sentences = 0
-        self.waveform.set_clip(np.zeros(0, np.float32), 1)
-        self.status.setText("Starting…")
-        op = (
-            self.bridge.op(request, parent=self)
-            .on_progress(self._on_progress)
-            .on_preview(self._on_sentence)
-            .success(self._on_result)
-            .on_cancelled(self._on_cancelled)
-            .on_finished(self._on_finished)
-        )
-        try:
-            op.run()
-        except EmberError as exc:
-            self._show_message(str(exc))
-            return None
-        self._set_busy(op)
-        return op
-
-    def cancel(self) -> None:
-        """Stop making the clip (what was made is kept); the playback stops too."""
-        if self._op is not None:
-            self._op.cancel()
-        self.playback.pause()
+        return self.start_job(request)
 
     def _set_busy(self, op: JobOp | None) -> None:
         self._op = op
@@ -294,7 +252,7 @@ class SpeechPanel(QWidget):
             self.progress.setFormat(f"sentence {data.done} of {data.total}")
             self._sentences = data.total
 
-    def _on_sentence(self, preview: Preview) -> None:
+    def _on_preview(self, preview: Preview) -> None:
         """A sentence is made (checked and watermarked): play it while the rest is made."""
         chunk = preview.image
         if not isinstance(chunk, AudioOutput):
@@ -336,20 +294,6 @@ class SpeechPanel(QWidget):
         self.speech_finished.emit(event)
 
     # -- playing -----------------------------------------------------------------------------------
-    @property
-    def playback(self) -> Playback:
-        """The clip being played (the player's)."""
-        return self.player.playback
-
-    @playback.setter
-    def playback(self, playback: Playback) -> None:
-        self.player.playback = playback
-
-    def show_clip(self, samples: np.ndarray, sample_rate: int) -> None:
-        """Show (and make playable) a clip that came out of the pipeline, e.g. a reply read aloud."""
-        self.player.show_clip(samples, sample_rate)
-        self._set_busy(self._op)
-
     def toggle_play(self) -> None:
         self.player.toggle_play()
 
@@ -372,39 +316,7 @@ class SpeechPanel(QWidget):
         if path:
             self.save_clip(path)
 
-    def save_clip(self, path: str) -> None:
-        """Write the clip (watermarked, from the pipeline) to ``path`` as .wav, .flac or .ogg, off the GUI thread."""
-        from engines.speech.audio_files import save_clip
-
-        if self.result is None:
-            return
-        item = self.result.delivered
-        self.bridge.background(lambda: save_clip(item, path), parent=self).success(
-            lambda written: self.status.setText(f"Saved {written}")
-        ).run()
-
-    # -- messages ----------------------------------------------------------------------------------
-    def show_notice(self, text: str, *, error: bool = False, decision: Any = None) -> None:
-        """The shared default for a job that ended without a clip."""
-        self._show_message(blocked_reason(decision) if decision is not None else text)
-
-    def message_text(self) -> str:
-        return self.message.text() if self.message.isVisibleTo(self) else ""
-
-    def _show_message(self, text: str) -> None:
-        self.message.setText(text)
-        self.message.setVisible(True)
-
-    def _clear_message(self) -> None:
-        self.message.clear()
-        self.message.setVisible(False)
-
     def _save_settings(self) -> None:
         values = {VOICE_KEY: self.voice_value(), SPEED_KEY: self.speed.value(), PAUSE_KEY: self.pause_ms.value()}
         store = self.settings_store
         self.bridge.background(lambda: [store.set(k, v) for k, v in values.items()], parent=self).run()
-
-    def shutdown(self) -> None:
-        """Stop the clip being made and the playback (the window is closing)."""
-        self.cancel()
-        self.player.shutdown()
