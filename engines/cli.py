@@ -103,12 +103,14 @@ def step_printer(step_line: Callable[[Any], str]) -> Callable[[argparse.Namespac
     return on_event
 
 
-def output_json(item: Any, path: Path | str, library_path: str) -> str:
-    """One --json line for a delivered output: where it was written, where the library keeps it, its record."""
+def output_json(item: Any, path: Path | str, library_path: str, **extra: Any) -> str:
+    """One --json line for a delivered output: where it was written, where the library keeps it, its record
+    (and ``extra`` fields after the output id)."""
     line = {
         "path": str(path),
         "library_path": library_path,
         "output_id": item.record.output_id,
+        **extra,
         "parameters": item.output.parameters,
         "timings": item.record.timings,
     }

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from engines.cli import eta_suffix, step_printer
+from engines.cli import eta_suffix, output_json, step_printer
 from engines.errors import EmberError
 from engines.modality import Bench, Command
 
@@ -114,18 +114,9 @@ def _result(args: argparse.Namespace, result: Any) -> int:
     audio = result.delivered.output
     seconds = len(audio.samples) / audio.sample_rate
     if args.json:
-        line = {
-            "path": str(path),
-            "library_path": result.path,
-            "midi_path": str(midi_out or result.midi_path),
-            "output_id": result.delivered.record.output_id,
-            "audio_s": seconds,
-            "sample_rate": audio.sample_rate,
-            "realtime_factor": result.realtime_factor,
-            "parameters": audio.parameters,
-            "timings": result.delivered.record.timings,
-        }
-        print(json.dumps(line, default=str))
+        extra = {"midi_path": str(midi_out or result.midi_path), "audio_s": seconds, "sample_rate": audio.sample_rate,
+                 "realtime_factor": result.realtime_factor}  # fmt: skip
+        print(output_json(result.delivered, path, result.path, **extra))
     else:
         print(path)
         if midi_out is not None:

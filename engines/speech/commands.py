@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from engines.cli import step_printer
+from engines.cli import output_json, step_printer
 from engines.errors import EmberError
 from engines.modality import Bench, Command
 
@@ -53,17 +53,8 @@ def _result(args: argparse.Namespace, result: Any) -> int:
     audio = result.delivered.output
     seconds = len(audio.samples) / audio.sample_rate
     if args.json:
-        line = {
-            "path": str(path),
-            "library_path": result.path,
-            "output_id": result.delivered.record.output_id,
-            "audio_s": seconds,
-            "sample_rate": audio.sample_rate,
-            "realtime_factor": result.realtime_factor,
-            "parameters": audio.parameters,
-            "timings": result.delivered.record.timings,
-        }
-        print(json.dumps(line, default=str))
+        extra = {"audio_s": seconds, "sample_rate": audio.sample_rate, "realtime_factor": result.realtime_factor}
+        print(output_json(result.delivered, path, result.path, **extra))
     else:
         print(path)
         if not args.quiet:
