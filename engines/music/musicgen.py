@@ -718,6 +718,12 @@ class MusicGen:
         past_names = self._names["decoder_with_past"]
         position = first_ids.shape[1]
         past: dict[str, np.ndarray] = {}
+        # Per step only the codes the delay pattern leaves free are sampled; the rest are the pattern's.
+        free = pattern == -1
+        sequence[:, position:] = np.where(free[:, position:], 0, pattern[:, position:])
+        free_rows = [np.flatnonzero(free[:, p]) for p in range(max_length)]
+        presents = [(name, name.replace("past_key_values.", "present.", 1)) for name in self._past_names]
+        step_ids = np.empty((rows, k), dtype=np.int64)  # the last codes, for both halves of the batch
         while position < max_length:
             _check_cancel(cancel)
             if not past:
@@ -728,15 +734,15 @@ class MusicGen:
                 }
                 out = self._run("decoder", feeds)
             else:
+                step_ids[:] = sequence[:, position - 1]
                 feeds = {
-                    past_names["input_ids"]: np.tile(sequence[:, position - 1 : position], (rows, 1)),
+                    past_names["input_ids"]: step_ids.reshape(rows * k, 1),
                     past_names["encoder_attention_mask"]: attention_mask,
                     **past,
                 }
                 out = self._run("decoder_with_past", feeds)
             # The encoder's keys and values come only from the first step; the decoder's grow.
-            for name in self._past_names:
-                present = name.replace("past_key_values.", "present.", 1)
+            for name, present in presents:
                 if present in out:
                     past[name] = out[present]
             logits = out["logits"][:, -1, :]
@@ -744,8 +750,8 @@ class MusicGen:
                 cond, uncond = logits[:k], logits[k:]
                 logits = uncond + (cond - uncond) * np.float32(settings.guidance_scale)
             codes = sampler(logits)
-            forced = pattern[:, position]
-            sequence[:, position] = np.where(forced == -1, codes, forced)
+            chosen = free_rows[position]
+            sequence[chosen, position] = codes[chosen]
             position += 1
             if step is not None:
                 step()
