@@ -26,16 +26,14 @@ covers this file's source and the versions of the libraries that build it.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import os
-import shutil
 import sys
-import tempfile
 import time
-from collections.abc import Callable
-from importlib import metadata
 from pathlib import Path
+
+if str(Path(__file__).parent) not in sys.path:  # loaded by file path (the music bench), not from tests/tools
+    sys.path.insert(0, str(Path(__file__).parent))
+import built_once
 
 # T5's special tokens, at T5's ids.
 PAD = "<pad>"
@@ -275,43 +273,15 @@ def export_onnx(checkpoint: Path, out: Path) -> Path:
 
 def version_hash() -> str:
     """Return a short hash of this file's source and the builder libraries' versions."""
-    h = hashlib.sha256(Path(__file__).read_bytes())
-    for dist in ("torch", "transformers", "tokenizers", "optimum-onnx", "onnx"):
-        try:
-            h.update(f"{dist}={metadata.version(dist)}".encode())
-        except metadata.PackageNotFoundError:
-            h.update(f"{dist}=missing".encode())
-    return h.hexdigest()[:16]
+    return built_once.version_hash(Path(__file__), ("torch", "transformers", "tokenizers", "optimum-onnx", "onnx"))
 
 
 def cache_root() -> Path:
     """Return the folder that holds the built models of this source version."""
-    base = os.environ.get("EMBER_TINY_MUSICGEN_CACHE")
-    root = Path(base) if base else Path.home() / ".cache" / "ember-tests" / "tiny-musicgen"
-    return root / version_hash()
+    return built_once.cache_root("tiny-musicgen", "EMBER_TINY_MUSICGEN_CACHE", version_hash())
 
 
-def _build_once(final: Path, build: Callable[[Path], object]) -> Path:
-    """Build into a temporary folder beside ``final``, then rename it into place.
-
-    Two processes racing both build; the first rename wins and the loser throws its copy away,
-    so a reader never sees a half-built folder.
-    """
-    if final.is_dir():
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}-"))
-    try:
-        target = tmp / final.name
-        build(target)
-        try:
-            os.rename(target, final)
-        except OSError:
-            if not final.is_dir():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
+_build_once = built_once.build_once
 
 
 def tiny_musicgen_checkpoint(root: Path | None = None) -> Path:
