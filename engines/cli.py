@@ -18,6 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engines.documents.commands import DOCS_COMMAND
 from engines.errors import EmberError
 from engines.modality import Bench, Command
 
@@ -438,6 +439,19 @@ def _provenance_bench(args: argparse.Namespace) -> Any:
     return run_provenance_bench(quick=args.quick)
 
 
+def _library_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--items", type=int, default=10_000, help="how many outputs to fill the library with")
+    parser.add_argument("--runs", type=int, default=7, help="repetitions of each figure (the median is shown)")
+
+
+def _library_bench(args: argparse.Namespace) -> Any:
+    from engines.benchmarks.library import run_library_bench
+
+    if args.items < 1 or args.runs < 1:
+        raise EmberError("--items and --runs must be at least 1.")
+    return run_library_bench(items=args.items, runs=args.runs)
+
+
 GENERAL_BENCHES = (
     Bench("safety", "the safety filter on the labeled set, human prose and images", lambda parser: None, _safety_bench),
     Bench(
@@ -445,6 +459,12 @@ GENERAL_BENCHES = (
         "watermarks and Content Credentials: strength, invisibility, speed",
         _provenance_arguments,
         _provenance_bench,
+    ),
+    Bench(
+        "library",
+        "the gallery's first screen and its searches over 10,000 outputs, beside bare SQLite and LIKE",
+        _library_arguments,
+        _library_bench,
     ),
 )
 
@@ -492,4 +512,4 @@ SELF_TEST = Command(
     run=cmd_self_test,
 )
 
-GENERAL = (MODELS, CHECK, VERIFY, BENCH, SELF_TEST)
+GENERAL = (MODELS, CHECK, VERIFY, DOCS_COMMAND, BENCH, SELF_TEST)

@@ -34,11 +34,12 @@ def database_path() -> Path:
     return data_dir() / "ember.sqlite3"
 
 
-def outputs_dir() -> Path:
-    """Return (creating it) the folder where made images and clips are saved.
+def outputs_dir(create: bool = True) -> Path:
+    """Return (creating it, unless ``create`` is False) the folder where made images and clips are saved.
 
     ``EMBER_OUTPUTS`` overrides it; by default it is ``Ember`` in the person's Pictures
-    folder, or ``outputs`` in the data folder under ``EMBER_HOME``.
+    folder, or ``outputs`` in the data folder under ``EMBER_HOME``. Raises OSError when it
+    must be made and cannot be (a drive that is not there).
     """
     override = os.environ.get("EMBER_OUTPUTS")
     if override:
@@ -47,5 +48,6 @@ def outputs_dir() -> Path:
         path = data_dir() / "outputs"
     else:
         path = Path(platformdirs.user_pictures_dir()) / APP_NAME
-    path.mkdir(parents=True, exist_ok=True)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     return path

@@ -17,14 +17,18 @@ from typing import Any, ClassVar
 
 from engines.conversations import ConversationStore
 from engines.database import Database
+from engines.documents.service import LANE as DOCUMENTS_LANE
+from engines.documents.service import Documents, IndexFolderRequest
 from engines.errors import Cancelled, EmberError, EngineCrashed, OutputBlocked, describe_exit
 from engines.host import EnginePool
 from engines.host.wire import LOADING, NOTICE, PREVIEW, RUNNING, STEP, TOKEN, EngineContext, EngineFactory, Ran
 from engines.jobs import EventKind, Job, JobQueue, Listener
+from engines.library import Library
 from engines.modalities import media_of, modality_for_options, modality_of
 from engines.modality import Finished, Modality
 from engines.models.downloads import DownloadRequest, DownloadResult, DownloadState, DownloadStore
 from engines.paths import database_path
+from engines.pending_jobs import PendingJob, PendingJobs
 from engines.pipeline import OutputPipeline, OutputRecord, OutputSession, Stage, StageDecision
 from engines.progress import Checking, Loading, Preview, Running, Step
 from engines.provenance.keys import installation_key
@@ -187,6 +191,14 @@ class Studio:
         self.settings = SettingsStore(self.db)
         self.records = RecordStore(self.db)
         self.conversations = ConversationStore(self.db)
+        self.library = Library(self.db)
+        # After a crash between a file and its row, repair adopts the file. It reads a folder a day (tens of
+        # ms for 10,000 outputs), so it runs beside the start; it is safe beside outputs being added.
+        self.library_repaired = threading.Event()
+        self._repair = threading.Thread(target=self._repair_library, name="ember-library-repair", daemon=True)
+        self._repair.start()
+        self.pending = PendingJobs(self.db)
+        self._last_run: list[PendingJob] = self.pending.orphaned()
         self.audit = AuditLog(self.db)
         self.key = installation_key()
 
@@ -210,12 +222,29 @@ class Studio:
         self.downloads = DownloadStore(self.db)
         self._download_jobs: dict[int, Job] = {}
         self._handlers[QueuedDownload] = self._run_download
-        # Downloads get their own lane, so a model can arrive while another one generates.
-        self.queue = JobQueue(self._run, route=self._route, lanes=("cpu", "gpu", "download"), what="engine")
+        # The person's documents (chat with your files): index runs are jobs of their own lane.
+        self.documents = Documents.for_studio(self)
+        self._handlers[IndexFolderRequest] = self.documents.run_job
+        # Downloads and index runs get their own lanes, so a model can arrive or a folder be read
+        # while another one generates.
+        self.queue = JobQueue(
+            self._run, route=self._route, lanes=("cpu", "gpu", "download", DOCUMENTS_LANE), what="engine"
+        )
+        # Folders a stopped run left half-read, and files changed since: brought up to date in the background.
+        for refresh in self.documents.refresh_requests():
+            self.submit(refresh)
         # The classifier takes about a second to load: load it now, off the caller's thread,
         # so the first prompt check at submission is as fast as the rest.
         self._warm_up = threading.Thread(target=self._warm, name="ember-safety-warmup", daemon=True)
         self._warm_up.start()
+
+    def _repair_library(self) -> None:
+        try:
+            self.library.repair()
+        except Exception as exc:  # a check beside the start must not stop it; the next start checks again
+            log.warning("The library could not be checked at start: %s", exc)
+        finally:
+            self.library_repaired.set()
 
     def _warm(self) -> None:
         from engines.hardware import gpus
@@ -262,17 +291,62 @@ class Studio:
         A request the checks refuse (an unsafe prompt) still returns a job: it ends at
         once as ``blocked`` with the reason, and its refusal is recorded.
         """
+        return self._submit(request, priority, listener, None)
+
+    def _submit(self, request: Any, priority: int, listener: Listener | None, kept: str | None) -> Job:
+        """Submit, keeping the request in ``pending_jobs`` while it waits or runs: in a new row, or in row
+        ``kept`` (a job resumed after a crash, whose row this process takes over)."""
         if type(request) not in self._handlers and modality_of(request) is None:
             raise EmberError(f"Ember does not know how to run a {type(request).__name__}.")
         try:
             for check in self._request_checks:
                 check(request)
         except OutputBlocked as blocked:
+            if kept:
+                self.pending.remove(kept)
             job = self.queue.reject(request, blocked.decision, listener=listener)
             decisions = (blocked.decision,) if isinstance(blocked.decision, StageDecision) else ()
             self.pipeline.record_refusal(job.id, media_of(request), decisions)
             return job
-        return self.queue.submit(request, priority=priority, listener=listener)
+        # Written before it is queued, removed at its end: what a crash interrupts is offered at the next start.
+        key = self.pending.claim(kept) if kept else self.pending.add(request, priority)
+        try:
+            return self.queue.submit(
+                request, priority=priority, listener=self.pending.removed_when_done(key, listener) if key else listener
+            )
+        except BaseException:
+            if key:
+                self.pending.remove(key)
+            raise
+
+    # -- after a crash -------------------------------------------------------------------------
+    def pending_from_last_run(self) -> list[Any]:
+        """The requests that were queued or running when an Ember process ended without closing (a crash, a
+        kill), oldest first; offered until :meth:`resume_pending` or :meth:`discard_pending`.
+
+        Requests holding pixels or samples in memory (not a file path) are not kept, so not offered.
+        """
+        return [pending.request for pending in self._last_run]
+
+    def resume_pending(self, requests: Sequence[Any] | None = None, *, listener: Listener | None = None) -> list[Job]:
+        """Queue again the requests of :meth:`pending_from_last_run` (all, or those given) and forget the rest.
+
+        Returns the new jobs; a request the checks refuse now ends blocked, as any submission.
+        """
+        last_run, self._last_run = self._last_run, []
+        chosen = [p for p in last_run if requests is None or any(p.request is r or p.request == r for r in requests)]
+        keys = {p.key for p in chosen}
+        for pending in last_run:
+            if pending.key not in keys:
+                self.pending.remove(pending.key)
+        # Each keeps its row (now this process's): a crash in the middle offers every one again, none twice.
+        return [self._submit(p.request, p.priority, listener, p.key) for p in chosen]
+
+    def discard_pending(self) -> None:
+        """Forget the requests of :meth:`pending_from_last_run` (the person chose not to resume them)."""
+        for pending in self._last_run:
+            self.pending.remove(pending.key)
+        self._last_run = []
 
     # -- downloads -----------------------------------------------------------------------------
     def download(self, request: DownloadRequest, *, listener: Listener | None = None) -> Job:
@@ -385,6 +459,7 @@ class Studio:
         for job in interrupted:
             self.downloads.mark(job.request.download_id, DownloadState.QUEUED)
         self._warm_up.join(timeout_s)
+        self._repair.join(timeout_s)
         self.engines.close()
         self.db.close()
         return ended
@@ -393,6 +468,8 @@ class Studio:
     def _route(self, request: Any) -> str:
         if isinstance(request, QueuedDownload):
             return "download"
+        if isinstance(request, IndexFolderRequest):
+            return DOCUMENTS_LANE
         modality = modality_of(request)
         device = modality.device_of(request) if modality is not None else "cpu"
         if device == "gpu" or (device == "auto" and self._has_gpu()):
@@ -404,7 +481,9 @@ class Studio:
         return bool(self._gpu)
 
     def _run(self, job: Job) -> Any:
-        if self.safety.guard is not None and not isinstance(job.request, (VerifyRequest, QueuedDownload)):
+        if self.safety.guard is not None and not isinstance(
+            job.request, (VerifyRequest, QueuedDownload, IndexFolderRequest)
+        ):
             # The guard model is too slow for submission time: it judges the prompt here, before the engine runs.
             job.emit(EventKind.PROGRESS, Checking())
             self.safety.check_request(job.request, guard_only=True, job_id=job.id)

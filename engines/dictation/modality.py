@@ -44,8 +44,17 @@ def _split(request: DictationRequest, ran: Ran) -> list[Finished]:
 
 
 def _sink(studio: Any, request: DictationRequest, delivered: list[Delivered], withheld: list[str]) -> Delivered:
-    """The job ends with the delivered transcription; where it goes (a message box, stdout) is the caller's."""
+    """Keep the delivered transcription in the library (its text, no file); the job ends with it, and where it
+    goes then (a message box, stdout) is the caller's."""
     (transcription,) = delivered
+    heard = transcription.output
+    studio.library.add(
+        transcription,
+        None,
+        kind="transcript",
+        text=heard.text,
+        extra={"source": heard.source, "language": heard.language},
+    )
     return transcription
 
 

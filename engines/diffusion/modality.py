@@ -41,10 +41,14 @@ def _split(request: ImageRequest, ran: Ran) -> list[Finished]:
 
 
 def _sink(studio: Any, request: ImageRequest, delivered: list[Delivered], withheld: list[str]) -> ImageBatchResult:
-    """Save the delivered images as PNGs (watermark, parameters, Content Credentials) in the outputs folder."""
+    """Save the delivered images as PNGs (watermark, parameters, Content Credentials) in the outputs folder,
+    each then kept in the library."""
     from engines.provenance.files import save_images
 
-    return ImageBatchResult(tuple(delivered), save_images(delivered), tuple(withheld))
+    paths = save_images(delivered)
+    for item, path in zip(delivered, paths, strict=True):
+        studio.library.add(item, path, kind="image", prompt=request.prompt, negative_prompt=request.negative_prompt)
+    return ImageBatchResult(tuple(delivered), paths, tuple(withheld))
 
 
 def _samples(models: Mapping[str, str]) -> tuple[Any, ...]:

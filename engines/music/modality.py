@@ -36,7 +36,8 @@ def _split(request: Any, ran: Ran) -> list[Finished]:
 
 
 def _sink(studio: Any, request: Any, delivered: list[Delivered], withheld: list[str]) -> MusicResult:
-    """Save the delivered clip as a WAV (watermarked, Content Credentials) and a composition's MIDI beside it."""
+    """Save the delivered clip as a WAV (watermarked, Content Credentials) and a composition's MIDI beside it, then
+    keep it in the library (found by its description or title)."""
     from engines.atomic import write_atomic
     from engines.provenance.files import dated_output_path, save_audio
 
@@ -44,6 +45,7 @@ def _sink(studio: Any, request: Any, delivered: list[Delivered], withheld: list[
     path = save_audio(item, dated_output_path(item, ".wav", "music"))
     midi = getattr(item.output, "midi", b"")
     midi_path = str(write_atomic(path.with_suffix(".mid"), midi)) if midi else ""
+    studio.library.add(item, path, kind="music", prompt=item.output.text)  # notes the .mid beside it
     rtf = float(item.record.timings.get("realtime_factor", 0.0))
     return MusicResult(item, str(path), midi_path, rtf, tuple(withheld))
 

@@ -34,11 +34,13 @@ def _split(request: SpeechRequest, ran: Ran) -> list[Finished]:
 
 
 def _sink(studio: Any, request: SpeechRequest, delivered: list[Delivered], withheld: list[str]) -> SpeechResult:
-    """Save the delivered clip as a WAV (watermarked, with Content Credentials) in the outputs folder."""
+    """Save the delivered clip as a WAV (watermarked, with Content Credentials) in the outputs folder, then keep
+    it in the library (found by the words it speaks)."""
     from engines.provenance.files import dated_output_path, save_audio
 
     item = delivered[0]
     path = save_audio(item, dated_output_path(item, ".wav", "speech"))
+    studio.library.add(item, path, kind="speech", prompt=item.output.text)
     rtf = float(item.record.timings.get("realtime_factor", 0.0))
     return SpeechResult(item, str(path), rtf, tuple(withheld))
 

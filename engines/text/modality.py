@@ -79,13 +79,25 @@ def _salvage(request: Any, sessions: list[OutputSession], info: EngineInfo | Non
 
 
 def _sink(studio: Any, request: Any, delivered: list[Delivered], withheld: list[str]) -> Delivered:
-    """Keep the reply in its conversation (on the worker thread); the job ends with the Delivered reply."""
+    """Keep the reply in its conversation and in the library (on the worker thread); the job ends with the
+    Delivered reply."""
     (reply,) = delivered
-    if request.conversation_id is not None:
-        if getattr(request, "mode", "reply") == "continue":
-            studio.conversations.extend_reply(request.conversation_id, reply)
+    conversation_id = getattr(request, "conversation_id", None)
+    mode = getattr(request, "mode", "completion")
+    if conversation_id is not None:
+        if mode == "continue":
+            studio.conversations.extend_reply(conversation_id, reply)
         else:
-            studio.conversations.add_reply(request.conversation_id, reply)
+            studio.conversations.add_reply(conversation_id, reply)
+    asked = prompt_texts(request)
+    studio.library.add(
+        reply,
+        None,
+        kind="text",
+        prompt=asked[0] if asked else "",
+        text=reply.output.text,
+        extra={"conversation_id": conversation_id, "mode": mode},
+    )
     return reply
 
 

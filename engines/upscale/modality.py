@@ -34,10 +34,23 @@ def _split(request: UpscaleRequest, ran: Ran) -> list[Finished]:
 
 
 def _sink(studio: Any, request: UpscaleRequest, delivered: list[Delivered], withheld: list[str]) -> UpscaleResult:
-    """Save the delivered images as PNGs (watermark, parameters, Content Credentials) in the outputs folder."""
+    """Save the delivered image as a PNG (watermark, parameters, Content Credentials) in the outputs folder and
+    keep it in the library, linked to its source (whose prompt it is found by, when the library has it)."""
     from engines.provenance.files import save_images
 
-    return UpscaleResult(tuple(delivered), save_images(delivered), tuple(withheld))
+    paths = save_images(delivered)
+    for item, path in zip(delivered, paths, strict=True):
+        source_id = request.source_output_id or str(item.record.provenance.settings.get("source_output_id") or "")
+        source = studio.library.get(source_id) if source_id else None
+        studio.library.add(
+            item,
+            path,
+            kind="upscale",
+            prompt=source.prompt if source else "",
+            negative_prompt=source.negative_prompt if source else "",
+            source_output_id=source_id,
+        )
+    return UpscaleResult(tuple(delivered), paths, tuple(withheld))
 
 
 def _samples(models: Mapping[str, str]) -> tuple[Any, ...]:
