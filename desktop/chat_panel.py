@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QKeyEvent, QKeySequence, QShortcut, QTextCursor
+from PySide6.QtCore import Qt, QUrl, Signal
+from PySide6.QtGui import QDesktopServices, QKeyEvent, QKeySequence, QShortcut, QTextCursor
 from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
@@ -22,10 +22,12 @@ from PySide6.QtWidgets import (
     QLabel,
     QListWidget,
     QListWidgetItem,
+    QMenu,
     QMessageBox,
     QPlainTextEdit,
     QPushButton,
     QSplitter,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -38,6 +40,8 @@ from desktop.model_picker import ModelChoice, ModelPicker
 from desktop.read_aloud import ReadAloud
 from desktop.settings_drawer import SettingsDrawer
 from engines.conversations import Conversation
+from engines.documents.grounding import Citation, open_target
+from engines.documents.service import GroundedChat, safety_screen
 from engines.errors import EmberError
 from engines.jobs import JobEvent
 from engines.pipeline import Delivered, require_delivered
@@ -51,6 +55,9 @@ _RENDER_INTERVAL_MS = 33
 _TITLE_WORDS = 6
 _TITLE_CHARS = 48
 _MARKDOWN_MARKS = str.maketrans("", "", "*_`#>")
+USE_DOCUMENTS_KEY = "chat.use_documents"
+_DOCUMENTS_ON = "Answer from the passages of your indexed folders that fit the question, and show their sources."
+_NO_DOCUMENTS = "No folder is indexed yet: open Manage… to add one. Until then messages go without documents."
 
 Mode = Literal["reply", "continue"]
 
@@ -125,9 +132,17 @@ class ChatPanel(QWidget):
         self._preparing = False
         self._stop_asked = False
         self._before: tuple[int, str] = (0, "")  # messages in the conversation, and the last one, when it started
+        # The reply under way was grounded in the person's documents: the person's message id and what was found.
+        self._grounded: tuple[int | None, GroundedChat, str | None] | None = None
+        self._forget_citations: int | None = None  # a regenerated reply without documents: its old sources go
+        self._regenerating = False
+        self._shown = 0  # counts conversations shown, so late Sources lines of another one are dropped
+        self._has_folders = False
+        self.documents_dialog: Any = None
         self._render_throttled = qthrottled(self._render_stream, timeout=_RENDER_INTERVAL_MS, parent=self)
 
         self._build()
+        self.refresh_documents()
         self.refresh_conversations()
         self._on_model_picked(self.model_picker.current_choice())
 
@@ -197,6 +212,19 @@ class ChatPanel(QWidget):
         buttons.addWidget(self.regenerate_button)
         buttons.addWidget(self.continue_button)
         buttons.addStretch(1)
+        # Chat with your documents: the toggle, and Manage… (the indexed folders) in its menu.
+        self.documents_button = QToolButton()
+        self.documents_button.setObjectName("documentsButton")
+        self.documents_button.setText("Use my documents")
+        self.documents_button.setCheckable(True)
+        self.documents_button.setChecked(bool(self.bridge.studio.settings.get(USE_DOCUMENTS_KEY, False)))
+        self.documents_button.setPopupMode(QToolButton.ToolButtonPopupMode.MenuButtonPopup)
+        menu = QMenu(self.documents_button)
+        self.manage_documents_action = menu.addAction("Manage…")
+        self.manage_documents_action.triggered.connect(self.manage_documents)
+        self.documents_button.setMenu(menu)
+        self.documents_button.toggled.connect(self._use_documents_toggled)
+        buttons.addWidget(self.documents_button)
         buttons.addWidget(self.mic_button)
         buttons.addWidget(self.send_button)
 
@@ -238,6 +266,11 @@ class ChatPanel(QWidget):
     def conversation_id(self) -> int | None:
         """The conversation shown, or None before the first message of a new one."""
         return self._conversation_id
+
+    @property
+    def use_documents(self) -> bool:
+        """Whether replies are grounded in the person's indexed documents (the toggle)."""
+        return self.documents_button.isChecked()
 
     @property
     def completion_mode(self) -> bool:
@@ -302,6 +335,7 @@ class ChatPanel(QWidget):
     def new_conversation(self) -> None:
         """Start an empty conversation; it is created in the store with its first message."""
         self._conversation_id = None
+        self._shown += 1
         self.conversation_list.blockSignals(True)
         self.conversation_list.setCurrentItem(None)
         self.conversation_list.clearSelection()
@@ -324,9 +358,18 @@ class ChatPanel(QWidget):
             self.refresh_conversations()
             return
         self._conversation_id = convo.id
+        self._shown += 1
         self.message_view.clear()
+        replies: list[tuple[int, MessageWidget]] = []  # the person's message id, and the reply to it
+        asked: int | None = None
         for message in convo.messages:
-            self.message_view.add_message(message.role, message.content, partial=message.partial)
+            widget = self.message_view.add_message(message.role, message.content, partial=message.partial)
+            if message.role == "user":
+                asked = message.id
+            elif message.role == "assistant" and asked is not None:
+                replies.append((asked, widget))
+                asked = None
+        self._show_kept_sources(replies)
         self.settings.system_prompt.setPlainText(convo.system_prompt)
         self.settings.set_values(convo.settings)
         if convo.model_path and convo.model_path != self._model_path:
@@ -442,6 +485,92 @@ class ChatPanel(QWidget):
         op.success(lambda freed: setattr(op, "result", len(freed)))
         return op.run()
 
+    # -- documents ---------------------------------------------------------------------------
+    def refresh_documents(self) -> BackgroundOp:
+        """Re-read which folders are indexed (off the GUI thread) and say so in the toggle's tooltip."""
+        documents = self.bridge.studio.documents
+
+        def shown(folders: list[Any]) -> None:
+            self._has_folders = bool(folders)
+            if not folders:
+                self.documents_button.setToolTip(_NO_DOCUMENTS)
+                return
+            passages = sum(f.chunks for f in folders)
+            self.documents_button.setToolTip(f"{_DOCUMENTS_ON}\n{len(folders)} folder(s), {passages} passages indexed.")
+
+        return self._in_background(documents.folders).success(shown).run()
+
+    def _use_documents_toggled(self, on: bool) -> None:
+        settings = self.bridge.studio.settings
+        self._in_background(lambda: settings.set(USE_DOCUMENTS_KEY, on)).run()
+
+    def manage_documents(self) -> Any:
+        """Open the Documents dialog (the indexed folders, adding and removing them) and return it."""
+        from desktop.documents_dialog import DocumentsDialog
+
+        if self.documents_dialog is None:
+            self.documents_dialog = DocumentsDialog(self.bridge, self)
+            self.documents_dialog.folders_changed.connect(self.refresh_documents)
+        self.documents_dialog.refresh()
+        self.documents_dialog.show()
+        self.documents_dialog.raise_()
+        return self.documents_dialog
+
+    def open_citation(self, citation: Citation) -> bool:
+        """Open a citation's file where its passage is (the page of a PDF); returns whether it opened."""
+        return bool(QDesktopServices.openUrl(QUrl(open_target(citation).url)))
+
+    def _show_sources(self, citations: list[Citation], reply: MessageWidget) -> QWidget:
+        targets = [open_target(c).url for c in citations]
+        return self.message_view.add_sources(citations, targets, self.open_citation, after=reply)
+
+    def _show_grounding(self, reply: MessageWidget) -> None:
+        """Under a delivered reply: its sources, and a line when passages were left out or found by keywords only."""
+        grounded, self._grounded = self._grounded, None
+        forget, self._forget_citations = self._forget_citations, None
+        store = self.bridge.studio.documents.store
+        if forget is not None:
+            self._in_background(lambda: store.save_citations(forget, [])).run()
+        if grounded is None:
+            return
+        asked, found, fallback = grounded
+        citations = list(found.citations)
+        below: QWidget = reply
+        if citations:
+            below = self._show_sources(citations, reply)
+        else:
+            below = self.message_view.add_notice_after("No passage of your documents matched this message.", reply)
+        if asked is not None:
+            self._in_background(lambda: store.save_citations(asked, citations)).run()
+        said = []
+        if found.withheld:
+            said.append(
+                f"{found.withheld} passage(s) of your documents were left out: the safety filter would refuse them."
+            )
+        if fallback:
+            said.append(f"Your documents were searched by keywords only ({fallback}).")
+        if said:
+            self.message_view.add_notice_after(" ".join(said), below)
+
+    def _show_kept_sources(self, replies: list[tuple[int, MessageWidget]]) -> None:
+        """Read the kept sources of a reopened conversation (off the GUI thread) and show them under their replies."""
+        if not replies:
+            return
+        store, shown = self.bridge.studio.documents.store, self._shown
+        asked = [message_id for message_id, _ in replies]
+
+        def read() -> dict[int, list[Citation]]:
+            return {m: [Citation(**c) for c in store.citations(m)] for m in asked}
+
+        def show(kept: dict[int, list[Citation]]) -> None:
+            if shown != self._shown:
+                return  # another conversation is shown by now
+            for message_id, reply in replies:
+                if kept.get(message_id):
+                    self._show_sources(kept[message_id], reply)
+
+        self._in_background(read).success(show).run()
+
     # -- sending -----------------------------------------------------------------------------
     def _send_or_stop(self) -> None:
         if self.busy:
@@ -507,7 +636,11 @@ class ChatPanel(QWidget):
                 self._set_busy(None)
                 self.message_view.add_notice("There is nothing to reply to yet. Write a message first.")
                 return
-            self._start("reply", sampling, conversation)
+            self._regenerating = True
+            try:
+                self._start("reply", sampling, conversation)  # grounded again when the toggle is on
+            finally:
+                self._regenerating = False
 
         self._set_busy(None, preparing=True)
         self._in_background(write).success(written).failure(self._preparation_failed).run()
@@ -591,6 +724,48 @@ class ChatPanel(QWidget):
         self._stream = []
         self._tokens = 0
         self._first_token_s = 0.0
+        self._grounded = None
+        self._forget_citations = None
+        asked = last.id if last is not None and last.role == "user" and mode == "reply" else None
+        if asked is not None and self.use_documents:
+            self._ground_then_submit(request, asked)
+            return True
+        if asked is not None and self._regenerating:
+            self._forget_citations = asked  # this reply has no sources: the last one's must not come back
+        return self._submit(request)
+
+    def _ground_then_submit(self, request: Any, asked: int) -> None:
+        """Put the passages of the person's documents into ``request`` (off the GUI thread), then submit it.
+
+        The conversation keeps the message as typed; only the request carries the passages. With no
+        folder indexed, or when the search fails, the plain request goes (the failure said in a line).
+        """
+        studio = self.bridge.studio
+        documents = studio.documents
+
+        def ground() -> tuple[GroundedChat, str | None] | None:
+            if not documents.folders():
+                return None
+            grounded = documents.ground(request, screen=safety_screen(studio.safety))
+            return grounded, documents.meaning_unavailable
+
+        def grounded(result: tuple[GroundedChat, str | None] | None) -> None:
+            if result is None:
+                self._submit(request)
+                return
+            found, fallback = result
+            self._grounded = (asked, found, fallback)
+            self._submit(found.request)
+
+        def failed(error: BaseException) -> None:
+            self.message_view.add_notice(f"Your documents could not be searched ({error}); answering without them.")
+            self._submit(request)
+
+        self._set_busy(None, preparing=True)
+        self._in_background(ground).success(grounded).failure(failed).run()
+
+    def _submit(self, request: Any) -> bool:
+        """Submit the reply's request through the bridge; returns whether it was queued."""
         try:
             op = (
                 self.bridge.op(request, parent=self)
@@ -606,6 +781,8 @@ class ChatPanel(QWidget):
             )
         except (EmberError, RuntimeError) as exc:
             self._drop_stream()
+            self._grounded = None
+            self._sent = None
             self._set_busy(None)
             self.message_view.add_notice(f"The reply could not start: {exc}", error=True)
             return False
@@ -719,6 +896,8 @@ class ChatPanel(QWidget):
     def _on_finished(self, event: JobEvent) -> None:
         self._render_throttled.cancel()
         self._reply = None
+        self._grounded = None
+        self._forget_citations = None
         self._sent = None
         self._stream = []
         self._set_busy(None)
@@ -733,6 +912,7 @@ class ChatPanel(QWidget):
         if self._reply is not None:
             self._reply.set_text(last.content)
             self._reply.set_partial(last.partial)
+            self._show_grounding(self._reply)
         record = delivered.record
         self.backend_changed.emit(record.provenance.backend or "CPU")
         self.speed_changed.emit(float(record.timings.get("tokens_per_s", 0.0)))
@@ -753,5 +933,7 @@ class ChatPanel(QWidget):
     def shutdown(self) -> None:
         """Stop the running reply (the window is closing)."""
         self.stop()
+        if self.documents_dialog is not None:
+            self.documents_dialog.shutdown()
         self.mic_button.cancel()
         self.read_aloud.shutdown()

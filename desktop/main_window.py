@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QCloseEvent
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QListWidget, QMainWindow, QPushButton, QStackedWidget, QWidget
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QMainWindow,
+    QPushButton,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
 
 from desktop.bridge import EventBridge
 from desktop.chat_panel import ChatPanel
+from desktop.gallery_panel import GalleryPanel
 from desktop.images_panel import ImagesPanel
 from desktop.models_panel import ModelsPanel
 from desktop.music_panel import MusicPanel
@@ -39,6 +52,9 @@ class MainWindow(QMainWindow):
         self.add_panel("Speech", self.speech)
         self.music = MusicPanel(bridge)
         self.add_panel("Music", self.music)
+        self.library = GalleryPanel(bridge)
+        self.library.window_actions = self
+        self.add_panel("Library", self.library)
         self.downloads = DownloadQueue(bridge, self)
         self.models = ModelsPanel(bridge, self.downloads)
         self.add_panel("Models", self.models)
@@ -52,12 +68,19 @@ class MainWindow(QMainWindow):
         self.navigation.currentRowChanged.connect(self.pages.setCurrentIndex)
         self.navigation.setCurrentRow(0)
 
+        self.interrupted = InterruptedBar(self.studio)
+        right = QWidget()
+        right_layout = QVBoxLayout(right)
+        right_layout.setContentsMargins(0, 0, 0, 0)
+        right_layout.setSpacing(0)
+        right_layout.addWidget(self.interrupted)
+        right_layout.addWidget(self.pages, 1)
         central = QWidget()
         layout = QHBoxLayout(central)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
         layout.addWidget(self.navigation)
-        layout.addWidget(self.pages, 1)
+        layout.addWidget(right, 1)
         self.setCentralWidget(central)
 
         self.backend_label = QLabel()
@@ -121,6 +144,39 @@ class MainWindow(QMainWindow):
         """Show the speed of the current or last reply (a dash before the first)."""
         self.speed_label.setText(f"{tokens_per_s:.1f} tok/s" if tokens_per_s > 0 else "— tok/s")
 
+    # -- what the Library panel asks of the other panels --------------------------------------------
+    def rerun_library_item(self, item: Any) -> bool:
+        """Make a kept image or piece of music again, with its settings and seed, in the panel that made it."""
+        from desktop.image_results import ResultItem
+
+        record = self.studio.records.get(item.output_id)
+        if record is None:
+            return False
+        if item.kind == "image":
+            result = ResultItem(item.output_id, item.path, dict(item.settings), record.provenance.model_path,
+                                record.provenance.model_name)  # fmt: skip
+            self.show_panel(self.images)
+            return self.images.rerun(result)
+        if item.kind == "music":
+            request = music_request(item.settings, record.provenance.model_path, item.prompt)
+            if request is None:
+                return False
+            self.show_panel(self.music)
+            return self.music.send(request) is not None
+        return False
+
+    def use_as_init_image(self, path: str) -> bool:
+        """Put the image at ``path`` in the Images panel as the image-to-image input."""
+        if not self.images.set_init_image(path):
+            return False
+        self.show_panel(self.images)
+        return True
+
+    def upscale_image(self, path: str, source_output_id: str = "") -> bool:
+        """Ask how to upscale the image at ``path`` (its record linked as the source)."""
+        self.show_panel(self.images)
+        return self.images.upscaler.ask(path, source_output_id)
+
     def use_model(self, kind: str, path: str) -> None:
         """Open the panel that serves a model of ``kind`` with the model at ``path`` chosen."""
         if kind == "diffusion":
@@ -158,6 +214,7 @@ class MainWindow(QMainWindow):
         self.images.shutdown()
         self.speech.shutdown()
         self.music.shutdown()
+        self.library.shutdown()
         self.verify.shutdown()
         self.downloads.shutdown()
         self.bridge.detach()
@@ -165,3 +222,76 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:
         self.shutdown()
         super().closeEvent(event)
+
+
+def music_request(settings: dict[str, Any], model_path: str, prompt: str) -> Any:
+    """The request that makes a kept piece again (its own seed), or None when its settings do not say."""
+    from engines.music.requests import ComposeRequest, MusicOptions, MusicRequest
+
+    try:
+        if "style" in settings:
+            return ComposeRequest(
+                MusicOptions(soundfont=model_path if model_path.lower().endswith((".sf2", ".sf3")) else ""),
+                key=str(settings["key"]),
+                style=str(settings["style"]),
+                tempo_bpm=float(settings["tempo_bpm"]),
+                bars=int(settings["bars"]),
+                time_signature=str(settings.get("time_signature", "")),
+                seed=settings.get("seed"),
+                title=str(settings.get("title", "")),
+            )
+        return MusicRequest(
+            MusicOptions(model_path),
+            prompt or str(settings.get("prompt", "")),
+            seconds=float(settings["seconds"]),
+            guidance=float(settings["guidance"]),
+            temperature=float(settings["temperature"]),
+            top_k=int(settings["top_k"]),
+            top_p=float(settings["top_p"]),
+            seed=settings.get("seed"),
+            greedy=bool(settings.get("greedy", False)),
+            preview=True,
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+class InterruptedBar(QFrame):
+    """Shown at start when jobs were queued or running as Ember last stopped (a crash, a kill): Resume or Discard."""
+
+    def __init__(self, studio: Any, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("interruptedBar")
+        self.studio = studio
+        self.requests = list(studio.pending_from_last_run())
+        self.label = QLabel()
+        self.label.setObjectName("interruptedText")
+        self.label.setWordWrap(True)
+        self.resume_button = QPushButton("Resume")
+        self.resume_button.setObjectName("resumeInterrupted")
+        self.resume_button.clicked.connect(self.resume)
+        self.discard_button = QPushButton("Discard")
+        self.discard_button.setObjectName("discardInterrupted")
+        self.discard_button.clicked.connect(self.discard)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(16, 8, 16, 8)
+        layout.addWidget(self.label, 1)
+        layout.addWidget(self.resume_button)
+        layout.addWidget(self.discard_button)
+        self.setStyleSheet("QFrame#interruptedBar { background: #fbeee6; border-bottom: 1px solid #ecd3c4; }")
+        count = len(self.requests)
+        kinds = sorted({type(r).__name__.removesuffix("Request").lower() or "job" for r in self.requests})
+        self.label.setText(
+            f"{count} job{'s were' if count != 1 else ' was'} not finished when Ember last stopped "
+            f"({', '.join(kinds)}). Resume runs {'them' if count != 1 else 'it'} again with the same settings."
+        )
+        self.setVisible(count > 0)
+
+    def resume(self) -> list[Any]:
+        jobs = self.studio.resume_pending()
+        self.setVisible(False)
+        return jobs
+
+    def discard(self) -> None:
+        self.studio.discard_pending()
+        self.setVisible(False)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from html import escape
+from pathlib import Path
+from typing import Any
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QFrame,
@@ -143,6 +148,54 @@ class SafetyNotice(QFrame):
         return self.label.text()
 
 
+def source_name(citation: Any) -> str:
+    """How a Sources line names a citation: "[1] README.md p.3" (a PDF page) or "[2] notes.md line 12"."""
+    where = f"p.{citation.page}" if citation.page is not None else f"line {citation.line}"
+    return f"[{citation.number}] {Path(citation.path).name} {where}"
+
+
+class SourcesRow(QLabel):
+    """The sources of a reply grounded in the person's documents: one link a citation.
+
+    Each link's target is the citation's file URL (``link_targets``); a click calls ``on_open``
+    with the citation, which opens the file where the passage is.
+    """
+
+    def __init__(
+        self,
+        citations: Sequence[Any],
+        targets: Sequence[str],
+        on_open: Callable[[Any], None],
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setObjectName("sourcesRow")
+        self.citations = tuple(citations)
+        self.link_targets = tuple(targets)
+        self._on_open = on_open
+        links = ", ".join(
+            f'<a href="{escape(url, quote=True)}" title="{escape(c.label, quote=True)}">{escape(source_name(c))}</a>'
+            for c, url in zip(self.citations, self.link_targets, strict=True)
+        )
+        self.setTextFormat(Qt.TextFormat.RichText)
+        self.setText(f"Sources: {links}")
+        self.setWordWrap(True)
+        self.setTextInteractionFlags(Qt.TextInteractionFlag.LinksAccessibleByMouse)
+        self.setOpenExternalLinks(False)  # the panel opens the citation (page or line), not the bare link
+        self.linkActivated.connect(self.open_link)
+
+    def plain_text(self) -> str:
+        """The line as a person reads it: "Sources: [1] README.md p.3, [2] notes.md line 12"."""
+        return "Sources: " + ", ".join(source_name(c) for c in self.citations)
+
+    def open_link(self, url: str) -> None:
+        """Open the citation whose link is ``url`` (what a click does)."""
+        for citation, target in zip(self.citations, self.link_targets, strict=True):
+            if target == url:
+                self._on_open(citation)
+                return
+
+
 class MessageView(QScrollArea):
     """A scrolling column of messages and notices that stays at the bottom while it grows.
 
@@ -203,6 +256,24 @@ class MessageView(QScrollArea):
         self._append(notice)
         return notice
 
+    def add_sources(
+        self, citations: Sequence[Any], targets: Sequence[str], on_open: Callable[[Any], None], *, after: QWidget
+    ) -> SourcesRow:
+        """Show a Sources line right under ``after`` (a reply) and return it."""
+        row = SourcesRow(citations, targets, on_open)
+        self._insert_after(after, row)
+        return row
+
+    def add_notice_after(self, text: str, after: QWidget) -> NoticeRow:
+        """A notice row right under ``after`` (a reply, or its Sources line); returns it."""
+        row = NoticeRow(text)
+        self._insert_after(after, row)
+        return row
+
+    def sources(self) -> list[SourcesRow]:
+        """The Sources lines, top to bottom."""
+        return [w for w in self._widgets() if isinstance(w, SourcesRow)]
+
     def safety_notices(self) -> list[SafetyNotice]:
         """The safety notices, top to bottom."""
         return [w for w in self._widgets() if isinstance(w, SafetyNotice)]
@@ -233,6 +304,14 @@ class MessageView(QScrollArea):
         self.welcome.hide()
         self._layout.insertWidget(self._layout.count() - 1, widget)
         self._follow = True
+
+    def _insert_after(self, anchor: QWidget, widget: QWidget) -> None:
+        index = self._layout.indexOf(anchor)
+        if index < 0:  # the anchor is gone (another conversation is shown): the line is not this one's
+            widget.deleteLater()
+            return
+        self.welcome.hide()
+        self._layout.insertWidget(index + 1, widget)
 
     def _on_range_changed(self, _minimum: int, maximum: int) -> None:
         if self._follow:

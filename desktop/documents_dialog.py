@@ -1,0 +1,279 @@
+"""The Documents dialog: the folders Chat answers from, their files, and adding or removing one.
+
+Every read and write of the index goes off the GUI thread (``bridge.background``); an index run
+is a job of the Studio's "documents" lane (``bridge.op``), its IndexProgress events fill the bar.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QDialog,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from desktop.bridge import BackgroundOp, EventBridge, JobOp
+from engines.documents.indexing import IndexProgress, IndexReport
+from engines.documents.store import FileInfo, FolderInfo
+from engines.progress import Step
+
+FOLDER_COLUMNS = ("Folder", "Files", "Passages", "Status", "Errors")
+FILE_COLUMNS = ("File", "Status", "Passages", "Error")
+_FILE_STATUS = {"done": "Indexed", "embedding": "Not finished", "error": "Could not be read"}
+
+
+def folder_status(folder: FolderInfo, indexing: bool = False) -> str:
+    """A folder's state in words: indexing now, not indexed yet, partly indexed, or indexed."""
+    if indexing:
+        return "Indexing…"
+    if folder.indexed_utc is None:
+        return "Not indexed yet"
+    if folder.files_done + folder.files_failed < folder.files:
+        return "Partly indexed (finishes on the next run)"
+    return "Indexed"
+
+
+def failures_text(report: IndexReport) -> str:
+    """The files an index run could not read, one a line, for the person; "" when every file was read."""
+    if not report.failed:
+        return ""
+    lines = [f"{len(report.failed)} file(s) could not be read:"]
+    lines += [f"• {Path(path).name}: {reason}" for path, reason in report.failed]
+    return "\n".join(lines)
+
+
+class DocumentsDialog(QDialog):
+    """Indexed folders (path, files, passages, status, errors) and the files of the selected one.
+
+    ``folders_changed`` fires when a folder was added, indexed or removed; ``index_finished``
+    carries the terminal JobEvent of every index run started here.
+    """
+
+    folders_changed = Signal()
+    index_finished = Signal(object)
+
+    def __init__(self, bridge: EventBridge, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("documentsDialog")
+        self.setWindowTitle("Your documents")
+        self.resize(760, 520)
+        self.bridge = bridge
+        self.documents = bridge.studio.documents
+        self._folders: list[FolderInfo] = []
+        self._indexing: dict[str, JobOp] = {}  # folder path -> its running index job
+
+        intro = QLabel(
+            "With “Use my documents” on, Chat answers from the passages of these folders that fit "
+            "your message, and shows where they came from. Files stay where they are; nothing leaves this computer."
+        )
+        intro.setWordWrap(True)
+        self.folder_table = self._table(FOLDER_COLUMNS)
+        self.folder_table.itemSelectionChanged.connect(self._folder_selected)
+        self.file_table = self._table(FILE_COLUMNS)
+        self.add_button = QPushButton("Add folder…")
+        self.remove_button = QPushButton("Remove")
+        self.remove_button.setToolTip("Forget this folder and its passages; the files themselves stay.")
+        self.close_button = QPushButton("Close")
+        self.add_button.clicked.connect(self._add_clicked)
+        self.remove_button.clicked.connect(self.remove_selected)
+        self.close_button.clicked.connect(self.close)
+        self.progress = QProgressBar()
+        self.progress.setObjectName("indexProgress")
+        self.progress.hide()
+        self.status = QLabel("")
+        self.status.setObjectName("indexStatus")
+        self.status.setWordWrap(True)
+        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.add_button)
+        buttons.addWidget(self.remove_button)
+        buttons.addStretch(1)
+        buttons.addWidget(self.close_button)
+        layout = QVBoxLayout(self)
+        layout.addWidget(intro)
+        layout.addWidget(self.folder_table, 2)
+        layout.addWidget(QLabel("Files of the selected folder"))
+        layout.addWidget(self.file_table, 3)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addLayout(buttons)
+        self._update_buttons()
+
+    @staticmethod
+    def _table(columns: tuple[str, ...]) -> QTableWidget:
+        table = QTableWidget(0, len(columns))
+        table.setHorizontalHeaderLabels(list(columns))
+        table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        table.verticalHeader().hide()
+        header = table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for column in range(1, len(columns)):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+        return table
+
+    def show_notice(self, text: str, *, error: bool = False, decision: Any = None) -> None:
+        """Where background work and index jobs that did not succeed are explained: the status line."""
+        self.status.setText(text)
+
+    # -- folders ------------------------------------------------------------------------------
+    def selected_folder(self) -> str | None:
+        """The path of the selected folder, or None."""
+        rows = self.folder_table.selectionModel().selectedRows()
+        if not rows or rows[0].row() >= len(self._folders):
+            return None
+        return self._folders[rows[0].row()].path
+
+    def refresh(self) -> BackgroundOp:
+        """Re-read the folders (off the GUI thread), keeping the selection."""
+        return self.bridge.background(self.documents.folders, parent=self).success(self._show_folders).run()
+
+    def _show_folders(self, folders: list[FolderInfo]) -> None:
+        keep = self.selected_folder()
+        self._folders = list(folders)
+        table = self.folder_table
+        table.blockSignals(True)
+        table.setRowCount(len(folders))
+        for row, folder in enumerate(folders):
+            values = (
+                folder.path,
+                str(folder.files),
+                str(folder.chunks),
+                folder_status(folder, folder.path in self._indexing),
+                str(folder.files_failed) if folder.files_failed else "",
+            )
+            for column, value in enumerate(values):
+                item = QTableWidgetItem(value)
+                if column == 0:
+                    item.setToolTip(value)
+                table.setItem(row, column, item)
+            if folder.path == keep:
+                table.selectRow(row)
+        table.blockSignals(False)
+        if self.selected_folder() is None and folders:
+            table.selectRow(0)
+        else:
+            self._folder_selected()
+        self._update_buttons()
+
+    def _folder_selected(self) -> None:
+        self._update_buttons()
+        folder = self.selected_folder()
+        if folder is None:
+            self.file_table.setRowCount(0)
+            return
+        documents = self.documents
+        self.bridge.background(lambda: documents.files(folder), parent=self).success(
+            lambda files: self._show_files(folder, files)
+        ).run()
+
+    def _show_files(self, folder: str, files: list[FileInfo]) -> None:
+        if folder != self.selected_folder():
+            return  # another folder was picked meanwhile
+        self.file_table.setRowCount(len(files))
+        for row, info in enumerate(files):
+            try:
+                name = str(Path(info.path).relative_to(folder))
+            except ValueError:
+                name = info.path
+            values = (name, _FILE_STATUS.get(info.status, info.status), str(info.chunks_total), info.error)
+            for column, value in enumerate(values):
+                item = QTableWidgetItem(value)
+                item.setToolTip(info.path if column == 0 else value)
+                self.file_table.setItem(row, column, item)
+
+    def _update_buttons(self) -> None:
+        folder = self.selected_folder()
+        self.remove_button.setEnabled(folder is not None and folder not in self._indexing)
+
+    # -- adding and removing -------------------------------------------------------------------
+    def _add_clicked(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Add a folder of documents", str(Path.home()))
+        if path:
+            self.add_folder(path)
+
+    def add_folder(self, path: str) -> BackgroundOp:
+        """Remember ``path`` (off the GUI thread), then index it as a job; the bar shows its progress."""
+        documents = self.documents
+        self.status.setText(f"Adding {path}…")
+        return self.bridge.background(lambda: documents.add_folder(path), parent=self).success(self._index).run()
+
+    def _index(self, request: Any) -> JobOp:
+        folder = request.folder
+        self.progress.setRange(0, 0)  # busy until the first file count arrives
+        self.progress.show()
+        self.status.setText(f"Reading {folder}…")
+        op = (
+            self.bridge.op(request, parent=self)
+            .on_progress(self._on_progress)
+            .on_notice(lambda _text: None)  # the result lists the unreadable files
+            .success(self._on_indexed)
+            .on_cancelled(lambda _partial: self.status.setText(f"Indexing {folder} stopped; it resumes later."))
+            .on_finished(lambda event: self._index_finished(folder, event))
+            .run()
+        )
+        self._indexing[folder] = op
+        self.refresh()
+        self.folders_changed.emit()
+        return op
+
+    def _on_progress(self, data: Any) -> None:
+        if not isinstance(data, Step):
+            return
+        self.progress.setRange(0, max(1, data.total))
+        self.progress.setValue(data.done)
+        if isinstance(data, IndexProgress) and data.file:
+            self.status.setText(f"Reading {Path(data.file).name} ({data.done} of {data.total} files)")
+        else:
+            self.status.setText(f"{data.done} of {data.total} files")
+
+    def _on_indexed(self, report: IndexReport) -> None:
+        done = f"{Path(report.folder).name}: {report.files} file(s), {report.chunks} passages."
+        failed = failures_text(report)
+        self.status.setText(f"{done}\n{failed}" if failed else done)
+
+    def _index_finished(self, folder: str, event: Any) -> None:
+        self._indexing.pop(folder, None)
+        if not self._indexing:
+            self.progress.hide()
+        self.refresh()
+        self.folders_changed.emit()
+        self.index_finished.emit(event)
+
+    def remove_selected(self) -> BackgroundOp | None:
+        """Forget the selected folder and its passages (off the GUI thread); the files stay."""
+        folder = self.selected_folder()
+        if folder is None:
+            return None
+        return self.remove_folder(folder)
+
+    def remove_folder(self, folder: str) -> BackgroundOp:
+        """Forget ``folder`` and its passages (off the GUI thread), then show the folders again."""
+        documents = self.documents
+
+        def removed(_gone: bool) -> None:
+            self.status.setText(f"Removed {folder}. Its files are untouched.")
+            self.refresh()
+            self.folders_changed.emit()
+
+        return self.bridge.background(lambda: documents.remove_folder(folder), parent=self).success(removed).run()
+
+    def shutdown(self) -> None:
+        """Stop the index runs started here (the window is closing); they resume at the next start."""
+        for op in list(self._indexing.values()):
+            op.cancel()
