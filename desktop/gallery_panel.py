@@ -547,6 +547,9 @@ def details_text(item: Any) -> str:
         by = f" ({decision.checker})" if decision.checker else ""
         lines.append(f"{decision.stage.capitalize()}: {decision.action}{by}")
     lines.append(f"Watermark id: {item.output_id}")
+    if item.c2pa:
+        said = {"valid": "signed, valid", "invalid": "present but not valid", "none": "none"}
+        lines.append(f"Content Credentials (C2PA): {said.get(item.c2pa, item.c2pa)}")
     promise = reproducibility(item.settings)
     if promise:
         lines.append(promise)

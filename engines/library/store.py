@@ -51,7 +51,8 @@ class LibraryItem:
     in the trash it is where the file lies in the trash. ``settings``, ``seed``, ``backend``,
     ``timings`` and ``decisions`` (the safety and watermark :class:`StageDecision`\\ s) are the
     record's; the watermark carries ``output_id``. ``extra`` holds what only one kind has:
-    ``conversation_id`` of a reply, ``midi`` (absolute path) of a composition.
+    ``conversation_id`` of a reply, ``midi`` (absolute path) of a composition, and for every item
+    with a file ``c2pa``: what its Content Credentials said when it was kept (see :attr:`c2pa`).
     """
 
     output_id: str
@@ -75,6 +76,11 @@ class LibraryItem:
     trashed: bool
     extra: dict = field(default_factory=dict)
     file_sha256: str = ""
+
+    @property
+    def c2pa(self) -> str:
+        """ "valid", "invalid" or "none" (the file carried no manifest); "" for an item without a file."""
+        return str(self.extra.get("c2pa", "")) if self.path else ""
 
 
 @dataclass(frozen=True)
@@ -165,6 +171,7 @@ class Library:
                 raise EmberError(
                     f"Ember cannot read {file} to keep it in the library ({exc.strerror or exc})."
                 ) from exc
+            extras.setdefault("c2pa", credentials_state(file))
             midi = file.with_suffix(".mid")
             if kind == "music" and midi.exists():
                 extras["midi"] = relative.rsplit(".", 1)[0] + ".mid"
@@ -664,3 +671,17 @@ def _time_bound(text: str, *, end: bool) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def credentials_state(file: Path) -> str:
+    """What ``file``'s Content Credentials say: "valid", "invalid" or "none" (no manifest, or a kind Ember
+    does not sign). Read when the output is kept: 1-2 ms for a PNG or a WAV."""
+    from engines.provenance.content_credentials import read_manifest
+
+    try:
+        report = read_manifest(file)
+    except (EmberError, ValueError):
+        return "none"
+    if not report.present:
+        return "none"
+    return "valid" if report.valid else "invalid"

@@ -58,6 +58,7 @@ def test_what_was_made_is_in_the_library_newest_first_with_what_made_it(library:
     assert item.prompt == "Sunday dance" and item.kind == "music" and item.seed == 2
     text = library.details.toPlainText()
     assert "Seed: 2" in text and f"Watermark id: {item.output_id}" in text and "Safety: pass" in text
+    assert item.c2pa == "valid" and "Content Credentials (C2PA): signed, valid" in text
     assert library.rerun_button.isEnabled() and not library.init_button.isEnabled()
 
 

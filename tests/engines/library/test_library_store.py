@@ -243,5 +243,17 @@ def test_trashing_an_item_whose_file_is_gone_drops_it(library: Library, outputs:
 def test_the_extra_json_column_is_json(library: Library, outputs: Outputs, db: Database) -> None:
     piece = library.add(*outputs.music(), kind="music")
     [row] = db.query("SELECT path, extra_json FROM library_items WHERE output_id = ?", (piece.output_id,))
-    assert json.loads(row["extra_json"]) == {"midi": row["path"][:-4] + ".mid"}
+    assert json.loads(row["extra_json"]) == {"midi": row["path"][:-4] + ".mid", "c2pa": "valid"}
     assert not Path(row["path"]).is_absolute()
+
+
+def test_an_item_keeps_what_its_content_credentials_said_when_it_was_kept(library: Library, outputs: Outputs) -> None:
+    image = library.add(*outputs.image(), kind="image")
+    clip = library.add(*outputs.speech(), kind="speech")
+    assert (image.c2pa, clip.c2pa) == ("valid", "valid")
+    delivered, path = outputs.image(seed=7)
+    path.write_bytes(path.read_bytes()[:-200] + b"\x00" * 200)  # damaged after signing, before it was kept
+    damaged = library.add(delivered, path, kind="image")
+    assert damaged.c2pa in ("invalid", "none")
+    reply = library.add(outputs.reply(), None, kind="text", text="Hi")
+    assert reply.c2pa == ""  # a reply has no file to carry credentials
