@@ -10,6 +10,7 @@ import tempfile
 from collections.abc import Callable, Iterable
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 
 def version_hash(source: Path, dists: Iterable[str]) -> str:
@@ -51,3 +52,26 @@ def build_once(final: Path, build: Callable[[Path], object]) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+Signature = dict[str, dict[str, list[tuple[str, str, list]]]]
+
+
+def describe_onnx(graphs: Iterable[Path], name_of: Callable[[Path], str]) -> Signature:
+    """Every graph's inputs and outputs: ``{name_of(path): {"inputs": [(name, dtype, shape)], "outputs": [...]}}``."""
+    import onnx
+
+    def rows(values: Any) -> list[tuple[str, str, list]]:
+        result = []
+        for v in values:
+            t = v.type.tensor_type
+            dtype = onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name
+            shape = [d.dim_param or d.dim_value for d in t.shape.dim]
+            result.append((v.name, dtype, shape))
+        return result
+
+    out: Signature = {}
+    for path in graphs:
+        model = onnx.load(str(path), load_external_data=False)
+        out[name_of(path)] = {"inputs": rows(model.graph.input), "outputs": rows(model.graph.output)}
+    return out

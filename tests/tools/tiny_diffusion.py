@@ -351,23 +351,7 @@ def tiny_pipeline(kind: str, root: Path | None = None) -> Path:
 
 def describe_onnx(folder: Path) -> dict[str, dict[str, list[tuple[str, str, list]]]]:
     """Return every graph's inputs and outputs: ``{component: {"inputs": [(name, dtype, shape)], ...}}``."""
-    import onnx
-
-    out: dict[str, dict[str, list[tuple[str, str, list]]]] = {}
-    for model_path in sorted(folder.glob("*/model.onnx")):
-        model = onnx.load(str(model_path), load_external_data=False)
-
-        def rows(values) -> list[tuple[str, str, list]]:
-            result = []
-            for v in values:
-                t = v.type.tensor_type
-                dtype = onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name
-                shape = [d.dim_param or d.dim_value for d in t.shape.dim]
-                result.append((v.name, dtype, shape))
-            return result
-
-        out[model_path.parent.name] = {"inputs": rows(model.graph.input), "outputs": rows(model.graph.output)}
-    return out
+    return built_once.describe_onnx(sorted(folder.glob("*/model.onnx")), lambda path: path.parent.name)
 
 
 def _folder_bytes(folder: Path) -> int:
