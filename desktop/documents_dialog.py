@@ -1,7 +1,10 @@
-"""The Documents dialog: the folders Chat answers from, their files, and adding or removing one.
+"""The Documents dialog: the folders Chat answers from, their files, and adding, updating, stopping or removing one.
 
 Every read and write of the index goes off the GUI thread (``bridge.background``); an index run
-is a job of the Studio's "documents" lane (``bridge.op``), its IndexProgress events fill the bar.
+is a job of the Studio's "documents" lane. The dialog shows every run, not only those it
+started: the refresh at start and the folder watch (``engines/documents/watch.py``) run them too,
+so it follows the IndexProgress events of all jobs and asks ``Documents.index_jobs`` which
+folders have one now.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from PySide6.QtWidgets import (
 from desktop.bridge import BackgroundOp, EventBridge, JobOp
 from engines.documents.indexing import IndexProgress, IndexReport
 from engines.documents.store import FileInfo, FolderInfo
+from engines.jobs import EventKind
 from engines.progress import Step
 
 FOLDER_COLUMNS = ("Folder", "Files", "Passages", "Status", "Errors")
@@ -35,13 +39,15 @@ FILE_COLUMNS = ("File", "Status", "Passages", "Error")
 _FILE_STATUS = {"done": "Indexed", "embedding": "Not finished", "error": "Could not be read"}
 
 
-def folder_status(folder: FolderInfo, indexing: bool = False) -> str:
-    """A folder's state in words: indexing now, not indexed yet, partly indexed, or indexed."""
+def folder_status(folder: FolderInfo, indexing: bool = False, waiting: bool = False) -> str:
+    """A folder's state in words: indexing now, waiting for its turn, not indexed yet, partly indexed, or indexed."""
     if indexing:
         return "Indexing…"
-    if folder.indexed_utc is None:
+    if waiting:
+        return "Waiting to be indexed"
+    if folder.indexed_utc is None and folder.files == 0:
         return "Not indexed yet"
-    if folder.files_done + folder.files_failed < folder.files:
+    if folder.indexed_utc is None or folder.files_done + folder.files_failed < folder.files:
         return "Partly indexed (finishes on the next run)"
     return "Indexed"
 
@@ -59,7 +65,7 @@ class DocumentsDialog(QDialog):
     """Indexed folders (path, files, passages, status, errors) and the files of the selected one.
 
     ``folders_changed`` fires when a folder was added, indexed or removed; ``index_finished``
-    carries the terminal JobEvent of every index run started here.
+    carries the terminal JobEvent of every index run, whoever started it.
     """
 
     folders_changed = Signal()
@@ -73,7 +79,9 @@ class DocumentsDialog(QDialog):
         self.bridge = bridge
         self.documents = bridge.studio.documents
         self._folders: list[FolderInfo] = []
-        self._indexing: dict[str, JobOp] = {}  # folder path -> its running index job
+        self._runs: dict[int, str] = {}  # job id -> folder, of the index runs seen running
+        self._own: list[JobOp] = []  # the runs started here: stopped when the window closes
+        bridge.event.connect(self._on_event)
 
         intro = QLabel(
             "With “Use my documents” on, Chat answers from the passages of these folders that fit "
@@ -84,10 +92,20 @@ class DocumentsDialog(QDialog):
         self.folder_table.itemSelectionChanged.connect(self._folder_selected)
         self.file_table = self._table(FILE_COLUMNS)
         self.add_button = QPushButton("Add folder…")
+        self.update_button = QPushButton("Update now")
+        self.update_button.setToolTip(
+            "Read what changed in this folder now (Ember also looks for changes by itself every few seconds)."
+        )
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setToolTip(
+            "Stop indexing this folder; what was read is kept, and the next run goes on from there."
+        )
         self.remove_button = QPushButton("Remove")
         self.remove_button.setToolTip("Forget this folder and its passages; the files themselves stay.")
         self.close_button = QPushButton("Close")
         self.add_button.clicked.connect(self._add_clicked)
+        self.update_button.clicked.connect(self.update_selected)
+        self.stop_button.clicked.connect(self.stop_selected)
         self.remove_button.clicked.connect(self.remove_selected)
         self.close_button.clicked.connect(self.close)
         self.progress = QProgressBar()
@@ -100,6 +118,8 @@ class DocumentsDialog(QDialog):
 
         buttons = QHBoxLayout()
         buttons.addWidget(self.add_button)
+        buttons.addWidget(self.update_button)
+        buttons.addWidget(self.stop_button)
         buttons.addWidget(self.remove_button)
         buttons.addStretch(1)
         buttons.addWidget(self.close_button)
@@ -143,9 +163,14 @@ class DocumentsDialog(QDialog):
         """Re-read the folders (off the GUI thread), keeping the selection."""
         return self.bridge.background(self.documents.folders, parent=self).success(self._show_folders).run()
 
+    def index_jobs(self) -> dict[str, list[Any]]:
+        """Folder -> its index jobs queued or running now, whoever started them."""
+        return self.documents.index_jobs()
+
     def _show_folders(self, folders: list[FolderInfo]) -> None:
         keep = self.selected_folder()
         self._folders = list(folders)
+        jobs = self.index_jobs()
         table = self.folder_table
         table.blockSignals(True)
         table.setRowCount(len(folders))
@@ -154,7 +179,11 @@ class DocumentsDialog(QDialog):
                 folder.path,
                 str(folder.files),
                 str(folder.chunks),
-                folder_status(folder, folder.path in self._indexing),
+                folder_status(
+                    folder,
+                    any(job.started for job in jobs.get(folder.path, [])),
+                    bool(jobs.get(folder.path)),
+                ),
                 str(folder.files_failed) if folder.files_failed else "",
             )
             for column, value in enumerate(values):
@@ -199,7 +228,10 @@ class DocumentsDialog(QDialog):
 
     def _update_buttons(self) -> None:
         folder = self.selected_folder()
-        self.remove_button.setEnabled(folder is not None and folder not in self._indexing)
+        busy = folder is not None and bool(self.index_jobs().get(folder))
+        self.update_button.setEnabled(folder is not None and self.documents.queued_job(folder) is None)
+        self.stop_button.setEnabled(busy)
+        self.remove_button.setEnabled(folder is not None and not busy)
 
     # -- adding and removing -------------------------------------------------------------------
     def _add_clicked(self) -> None:
@@ -213,47 +245,83 @@ class DocumentsDialog(QDialog):
         self.status.setText(f"Adding {path}…")
         return self.bridge.background(lambda: documents.add_folder(path), parent=self).success(self._index).run()
 
+    def update_selected(self) -> JobOp | None:
+        """Index the selected folder again now (only what changed is read)."""
+        folder = self.selected_folder()
+        if folder is None:
+            return None
+        from engines.documents.service import IndexFolderRequest
+
+        return self._index(IndexFolderRequest(folder))
+
+    def stop_selected(self) -> bool:
+        """Stop the index runs of the selected folder, whoever started them; what they read is kept."""
+        folder = self.selected_folder()
+        if folder is None or not self.documents.stop(folder):
+            return False
+        self.status.setText(f"Stopping {folder}…")
+        return True
+
     def _index(self, request: Any) -> JobOp:
-        folder = request.folder
         self.progress.setRange(0, 0)  # busy until the first file count arrives
         self.progress.show()
-        self.status.setText(f"Reading {folder}…")
-        op = (
-            self.bridge.op(request, parent=self)
-            .on_progress(self._on_progress)
-            .on_notice(lambda _text: None)  # the result lists the unreadable files
-            .success(self._on_indexed)
-            .on_cancelled(lambda _partial: self.status.setText(f"Indexing {folder} stopped; it resumes later."))
-            .on_finished(lambda event: self._index_finished(folder, event))
-            .run()
-        )
-        self._indexing[folder] = op
+        self.status.setText(f"Reading {request.folder}…")
+        # Progress and the end are followed for every run (_on_event); the op reports what failed to start.
+        op = self.bridge.op(request, parent=self).on_notice(lambda _text: None).run()
+        self._own = [o for o in self._own if o.job is not None and not o.job.done] + [op]
         self.refresh()
         self.folders_changed.emit()
         return op
 
+    def _on_event(self, event: Any) -> None:
+        """Every job's events: the index runs' progress fills the bar, their end refreshes the folders."""
+        data = event.data
+        if isinstance(data, IndexProgress):
+            first = event.job_id not in self._runs
+            self._runs[event.job_id] = data.folder
+            self._on_progress(data)
+            if first:
+                self.refresh()
+                self.folders_changed.emit()
+            return
+        if not event.kind.terminal:
+            return
+        folder = self._runs.pop(event.job_id, None)
+        if folder is None:
+            own = next((o for o in self._own if o.job is not None and o.job.id == event.job_id), None)
+            if own is None:
+                return
+            folder = own.job.request.folder
+        if isinstance(data, IndexReport):
+            self._on_indexed(data)
+        elif event.kind is EventKind.CANCELLED:
+            self.status.setText(f"Indexing {folder} stopped; what was read is kept and the next run goes on.")
+        elif event.kind is EventKind.FAILED:
+            self.status.setText(f"Indexing {folder} failed: {data}")
+        if not self._runs:
+            self.progress.hide()
+        self.refresh()
+        self.folders_changed.emit()
+        self.index_finished.emit(event)
+
     def _on_progress(self, data: Any) -> None:
         if not isinstance(data, Step):
             return
+        self.progress.show()
         self.progress.setRange(0, max(1, data.total))
         self.progress.setValue(data.done)
+        where = Path(data.folder).name if isinstance(data, IndexProgress) and data.folder else ""
         if isinstance(data, IndexProgress) and data.file:
-            self.status.setText(f"Reading {Path(data.file).name} ({data.done} of {data.total} files)")
+            self.status.setText(f"{where}: reading {Path(data.file).name} ({data.done} of {data.total} files)")
         else:
-            self.status.setText(f"{data.done} of {data.total} files")
+            self.status.setText(
+                f"{where}: {data.done} of {data.total} files" if where else f"{data.done} of {data.total} files"
+            )
 
     def _on_indexed(self, report: IndexReport) -> None:
         done = f"{Path(report.folder).name}: {report.files} file(s), {report.chunks} passages."
         failed = failures_text(report)
         self.status.setText(f"{done}\n{failed}" if failed else done)
-
-    def _index_finished(self, folder: str, event: Any) -> None:
-        self._indexing.pop(folder, None)
-        if not self._indexing:
-            self.progress.hide()
-        self.refresh()
-        self.folders_changed.emit()
-        self.index_finished.emit(event)
 
     def remove_selected(self) -> BackgroundOp | None:
         """Forget the selected folder and its passages (off the GUI thread); the files stay."""
@@ -275,5 +343,5 @@ class DocumentsDialog(QDialog):
 
     def shutdown(self) -> None:
         """Stop the index runs started here (the window is closing); they resume at the next start."""
-        for op in list(self._indexing.values()):
+        for op in self._own:
             op.cancel()

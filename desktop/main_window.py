@@ -146,7 +146,7 @@ class MainWindow(QMainWindow):
 
     # -- what the Library panel asks of the other panels --------------------------------------------
     def rerun_library_item(self, item: Any) -> bool:
-        """Make a kept image or piece of music again, with its settings and seed, in the panel that made it."""
+        """Make a kept image, clip or piece of music again, with its settings and seed, in the panel that made it."""
         from desktop.image_results import ResultItem
 
         record = self.studio.records.get(item.output_id)
@@ -163,6 +163,12 @@ class MainWindow(QMainWindow):
                 return False
             self.show_panel(self.music)
             return self.music.send(request) is not None
+        if item.kind == "speech":
+            request = speech_request(item.settings, item.prompt)
+            if request is None:
+                return False
+            self.show_panel(self.speech)
+            return self.speech.send(request) is not None
         return False
 
     def use_as_init_image(self, path: str) -> bool:
@@ -222,6 +228,24 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:
         self.shutdown()
         super().closeEvent(event)
+
+
+def speech_request(settings: dict[str, Any], text: str) -> Any:
+    """The request that speaks a kept clip again (its voice, speed, pause and seed), or None when its
+    settings do not say."""
+    from engines.speech.requests import SpeechOptions, SpeechRequest
+
+    try:
+        return SpeechRequest(
+            SpeechOptions(str(settings["voice"])),
+            text,
+            speed=float(settings["speed"]),
+            pause_ms=int(settings["pause_ms"]),
+            seed=settings.get("seed"),
+            preview=True,
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def music_request(settings: dict[str, Any], model_path: str, prompt: str) -> Any:

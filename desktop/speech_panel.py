@@ -228,6 +228,20 @@ class SpeechPanel(ClipPanel):
         except ValueError as exc:
             self._show_message(str(exc))
             return None
+        return self.send(request)
+
+    def send(self, request: Any) -> JobOp | None:
+        """Speak ``request`` (a SpeechRequest: from the form, or a kept clip made again with its own seed).
+
+        The form shows what is spoken. Returns the job op, or None when the panel is busy.
+        """
+        if self.busy():
+            return None
+        if self.text.toPlainText() != request.text:
+            self.text.setPlainText(request.text)
+        self.select_voice(request.model.voice)
+        self.speed.setValue(request.speed)
+        self.pause_ms.setValue(request.pause_ms)
         self._save_settings()
         self._sentences = 0
         return self.start_job(request)

@@ -172,6 +172,11 @@ class Job:
         return self._done.is_set()
 
     @property
+    def started(self) -> bool:
+        """Whether a worker has taken the job (or it ended before one did)."""
+        return self._state is not _State.QUEUED
+
+    @property
     def final_event(self) -> JobEvent | None:
         return self._final
 

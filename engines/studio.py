@@ -19,6 +19,7 @@ from engines.conversations import ConversationStore
 from engines.database import Database
 from engines.documents.service import LANE as DOCUMENTS_LANE
 from engines.documents.service import Documents, IndexFolderRequest
+from engines.documents.watch import FolderWatch
 from engines.errors import Cancelled, EmberError, EngineCrashed, OutputBlocked, describe_exit
 from engines.host import EnginePool
 from engines.host.wire import LOADING, NOTICE, PREVIEW, RUNNING, STEP, TOKEN, EngineContext, EngineFactory, Ran
@@ -233,6 +234,8 @@ class Studio:
         # Folders a stopped run left half-read, and files changed since: brought up to date in the background.
         for refresh in self.documents.refresh_requests():
             self.submit(refresh)
+        self.folder_watch = FolderWatch(self.documents, self.submit)  # and while Ember runs, as files change
+        self.folder_watch.start()
         # The classifier takes about a second to load: load it now, off the caller's thread,
         # so the first prompt check at submission is as fast as the rest.
         self._warm_up = threading.Thread(target=self._warm, name="ember-safety-warmup", daemon=True)
@@ -308,16 +311,23 @@ class Studio:
             decisions = (blocked.decision,) if isinstance(blocked.decision, StageDecision) else ()
             self.pipeline.record_refusal(job.id, media_of(request), decisions)
             return job
+        if isinstance(request, IndexFolderRequest) and listener is None and not kept:
+            waiting = self.documents.queued_job(request.folder)
+            if waiting is not None:  # the run that waits will see the folder as it is then
+                return waiting
         # Written before it is queued, removed at its end: what a crash interrupts is offered at the next start.
         key = self.pending.claim(kept) if kept else self.pending.add(request, priority)
         try:
-            return self.queue.submit(
+            job = self.queue.submit(
                 request, priority=priority, listener=self.pending.removed_when_done(key, listener) if key else listener
             )
         except BaseException:
             if key:
                 self.pending.remove(key)
             raise
+        if isinstance(request, IndexFolderRequest):
+            self.documents.track(job)
+        return job
 
     # -- after a crash -------------------------------------------------------------------------
     def pending_from_last_run(self) -> list[Any]:
@@ -455,6 +465,7 @@ class Studio:
                 interrupted.append(job)
         for job in interrupted:  # a paused transfer lets go within about 50 ms; a cancel would delete its part
             job.wait(timeout_s)
+        self.folder_watch.stop(timeout_s)
         ended = self.queue.shutdown(timeout_s)
         for job in interrupted:
             self.downloads.mark(job.request.download_id, DownloadState.QUEUED)

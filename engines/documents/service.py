@@ -20,9 +20,9 @@ from typing import Any, ClassVar
 from engines.database import Database
 from engines.documents.embedding import Tokens, embedding_model_id, engine_embed
 from engines.documents.grounding import GroundedPrompt, passage_budget, prompt_with_passages
-from engines.documents.indexing import IndexProgress, IndexReport, ProgressCallback, index_folder
+from engines.documents.indexing import IndexProgress, IndexReport, ProgressCallback, document_paths, index_folder
 from engines.documents.search import Fusion, Mode, Passage, search
-from engines.documents.store import DocumentIndex, FileInfo, FolderInfo
+from engines.documents.store import DocumentIndex, FileInfo, FolderInfo, normalise
 from engines.errors import EmberError
 from engines.safety.semantic import Embed
 from engines.text.requests import ChatRequest, Message
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 LANE = "documents"  # the job queue's lane for index runs (and the engine process that embeds)
 PASSAGES = 6  # found for a question; as many as fit the budget go into the message
 PROGRESS_EVERY_S = 0.05  # index progress events at most 20 a second (the last one always)
+WATCH_EVERY_S = 20.0  # how often the indexed folders are looked over for changes while Ember runs
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,8 @@ class Documents:
         self._tokens = tokens or Tokens()
         self._model_id: str | None = None
         self._run_lock = threading.Lock()
+        self._jobs: dict[str, list[Any]] = {}  # folder -> its index jobs not yet done (queued or running)
+        self._jobs_lock = threading.Lock()
         self.meaning_unavailable: str | None = None  # why search fell back to keywords, for the panel
 
     @classmethod
@@ -96,6 +99,66 @@ class Documents:
     def refresh_requests(self) -> list[IndexFolderRequest]:
         """One request a folder, for the Studio's start: finishes what a stopped run left, picks up changes."""
         return [IndexFolderRequest(f.path) for f in self.store.folders()]
+
+    def changed(self, folder: FolderInfo) -> bool:
+        """Whether ``folder`` differs from its index: a document added or gone, another size or mtime,
+        or one a stopped run left half read. A stat of each file, no reading; False for a folder
+        that is not there now (an unplugged drive keeps its index)."""
+        root = Path(folder.path)
+        if not root.is_dir():
+            return False
+        known = {f.path: f for f in self.store.files(folder.id)}
+        paths = document_paths(root)
+        if len(paths) != len(known):
+            return True
+        for path in paths:
+            row = known.get(str(path))
+            try:
+                stat = path.stat()
+            except OSError:
+                return True
+            if row is None or row.status == "embedding" or (row.size, row.mtime_ns) != (stat.st_size, stat.st_mtime_ns):
+                return True
+        return False
+
+    def changed_folders(self) -> list[str]:
+        """The folders that :meth:`changed` and have no index run queued or running already."""
+        busy = self.index_jobs()
+        found = []
+        for folder in self.store.folders():
+            try:
+                if folder.path not in busy and self.changed(folder):
+                    found.append(folder.path)
+            except OSError as exc:  # a folder that cannot be walked now is looked at again next time
+                log.info("Cannot look over %s for changes: %s", folder.path, exc)
+        return found
+
+    # -- index jobs ----------------------------------------------------------------------------
+    def track(self, job: Any) -> None:
+        """Remember a submitted :class:`IndexFolderRequest` job (the Studio does, for every one)."""
+        with self._jobs_lock:
+            self._jobs.setdefault(normalise(job.request.folder), []).append(job)
+
+    def index_jobs(self) -> dict[str, list[Any]]:
+        """Folder -> its index jobs queued or running now, whoever started them (the window, the
+        start-up refresh, the folder watch)."""
+        with self._jobs_lock:
+            for folder in list(self._jobs):
+                self._jobs[folder] = [job for job in self._jobs[folder] if not job.done]
+                if not self._jobs[folder]:
+                    del self._jobs[folder]
+            return {folder: list(jobs) for folder, jobs in self._jobs.items()}
+
+    def queued_job(self, folder: Path | str) -> Any | None:
+        """The index job of ``folder`` that waits and has not started, or None (a second is not needed)."""
+        return next((job for job in self.index_jobs().get(normalise(folder), []) if not job.started), None)
+
+    def stop(self, folder: Path | str) -> bool:
+        """Stop the index runs of ``folder`` (what they saved stays; the next run resumes). Returns whether any ran."""
+        jobs = self.index_jobs().get(normalise(folder), [])
+        for job in jobs:
+            job.cancel()
+        return bool(jobs)
 
     # -- indexing -----------------------------------------------------------------------------
     def index_folder(

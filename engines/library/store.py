@@ -340,10 +340,10 @@ class Library:
     # -- thumbnails -------------------------------------------------------------------------------
     def thumbnail_path(self, output_id: str, size: int = DEFAULT_THUMBNAIL) -> Path:
         """Where the thumbnail of this output at this size is cached (it may not exist yet)."""
-        return self.thumbnail_dir / str(int(size)) / f"{output_id}.png"
+        return self.thumbnail_dir / str(int(size)) / f"{output_id}.jpg"
 
     def thumbnail(self, output_id: str, size: int = DEFAULT_THUMBNAIL) -> Path | None:
-        """Return the cached PNG thumbnail (made now if need be), or None for a reply, a transcript,
+        """Return the cached JPEG thumbnail (made now if need be), or None for a reply, a transcript,
         an unknown output or a file that cannot be read.
 
         Images and upscales: the picture scaled to fit ``size`` x ``size``; speech and music: the
@@ -482,7 +482,7 @@ class Library:
     def _forget_thumbnails(self, output_id: str) -> None:
         if self.thumbnail_dir.is_dir():
             for folder in self.thumbnail_dir.iterdir():
-                _unlink(folder / f"{output_id}.png")
+                _unlink(folder / f"{output_id}.jpg")
 
     # -- after a crash ----------------------------------------------------------------------------
     def repair(self, *, min_temp_age_s: float = 60.0) -> RepairReport:

@@ -1,9 +1,13 @@
-"""Thumbnails for the gallery: an image scaled down, a clip drawn as its waveform; PNGs kept in the cache.
+"""Thumbnails for the gallery: an image scaled down, a clip drawn as its waveform; JPEGs kept in the cache.
 
 A thumbnail is made once (the library makes the default size as the output is added) and then
 only looked up, so a grid of 10,000 outputs reads small files. They are written through a
 temporary file and a rename, like everything else, but without an fsync: a cache can be
 rebuilt, and an empty file left by a power cut is made again.
+
+They are JPEGs (quality 90), not PNGs: encoding a 256-pixel picture takes 0.3 ms instead of
+4-8 ms, which is most of what a screenful of cold thumbnails costs (``bench library``), and the
+file is a tenth of the size. Transparency is flattened onto the gallery's tile colour.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 _BACKGROUND = (24, 26, 31)
+JPEG_QUALITY = 90
 _WAVE_COLOURS = {"speech": (96, 176, 255), "music": (255, 170, 80)}
 _MIDLINE = (70, 74, 84)
 
@@ -41,7 +46,7 @@ def write_thumbnail(source: Path, kind: str, target: Path, size: int) -> Path:
     else:
         with Image.open(source) as image:
             image.draft("RGB", (size, size))  # JPEG decodes at the smaller size at once
-            picture = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+            picture = _opaque(image)
         factor = max(picture.width, picture.height) // size
         if factor > 1:  # a box reduction by a whole factor first: exact, and ten times faster than resampling
             picture = picture.reduce(factor)
@@ -50,12 +55,24 @@ def write_thumbnail(source: Path, kind: str, target: Path, size: int) -> Path:
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            picture.save(f, "PNG", compress_level=1)
+            picture.save(f, "JPEG", quality=JPEG_QUALITY)
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return target
+
+
+def _opaque(image: object) -> object:
+    """The image as RGB, transparent parts laid over the gallery's tile colour."""
+    from PIL import Image
+
+    if "A" not in image.getbands() and image.info.get("transparency") is None:
+        return image.convert("RGB")
+    rgba = image.convert("RGBA")
+    tile = Image.new("RGB", rgba.size, _BACKGROUND)
+    tile.paste(rgba, mask=rgba.getchannel("A"))
+    return tile
 
 
 def waveform(source: Path, size: int, colour: tuple[int, int, int]) -> object:

@@ -79,6 +79,39 @@ def test_the_dialog_indexes_a_folder_and_shows_the_files_it_could_not_read(qtbot
     assert (notes_with_a_broken_pdf / "broken.pdf").exists()
 
 
+def test_the_dialog_shows_and_stops_a_run_it_did_not_start_and_updates_a_folder_on_request(
+    qtbot, window, chat, tmp_path: Path
+):
+    many = tmp_path / "many"
+    many.mkdir()
+    for i in range(40):  # enough passages that the run is still going when Stop is pressed
+        (many / f"note-{i:02}.md").write_text(
+            "\n\n".join(f"## Part {j}\n\nNote {i} part {j}: the tide tables for harbour {i}." for j in range(12)),
+            encoding="utf-8",
+        )
+    dialog = chat.manage_documents()
+    documents = window.studio.documents
+    request = documents.add_folder(many)
+    with qtbot.waitSignal(dialog.index_finished, timeout=INDEX_TIMEOUT_MS) as blocker:
+        window.studio.submit(request)  # as the start-up refresh or the folder watch would: not from the dialog
+        qtbot.waitUntil(lambda: dialog.folder_table.rowCount() == 1, timeout=10_000)
+        qtbot.waitUntil(lambda: dialog.folder_table.item(0, 3).text() == "Indexing…", timeout=INDEX_TIMEOUT_MS)
+        assert dialog.progress.isVisible() and "many" in dialog.status.text()
+        assert dialog.stop_button.isEnabled() and not dialog.remove_button.isEnabled()
+        assert dialog.stop_selected()
+    assert blocker.args[0].kind is EventKind.CANCELLED
+    assert "stopped" in dialog.status.text()
+    qtbot.waitUntil(lambda: dialog.folder_table.item(0, 3).text().startswith("Partly"), timeout=10_000)
+    assert not dialog.stop_button.isEnabled() and dialog.remove_button.isEnabled()
+    assert documents.store.counts()["embedded"] > 0  # what was read is kept
+
+    with qtbot.waitSignal(dialog.index_finished, timeout=INDEX_TIMEOUT_MS) as blocker:
+        dialog.update_selected()
+    assert blocker.args[0].kind is EventKind.RESULT
+    qtbot.waitUntil(lambda: dialog.folder_table.item(0, 3).text() == "Indexed", timeout=10_000)
+    assert blocker.args[0].data.files == 40 and "40 file(s)" in dialog.status.text()
+
+
 def test_a_question_with_documents_on_sends_the_passage_keeps_the_question_and_shows_its_sources(
     qtbot, monkeypatch, window, chat, send, finish, submitted, notes
 ):

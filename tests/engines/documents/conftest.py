@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -11,6 +12,8 @@ import pytest
 from engines.database import Database
 from engines.documents.embedding import Tokens, local_embed
 from engines.documents.service import Documents
+
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="session")
@@ -106,3 +109,23 @@ def encrypt_pdf(source: Path, target: Path, *, user_password: str, owner_passwor
     with target.open("wb") as f:
         writer.write(f)
     return target
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    """Five documents, indexed in this order: the licences table, a PDF, the README (about 80 passages), two notes."""
+    docs = tmp_path / "docs"
+    (docs / "notes").mkdir(parents=True)
+    shutil.copy(ROOT / "README.md", docs / "project.md")
+    shutil.copy(ROOT / "resources" / "licenses" / "README.md", docs / "licenses.md")
+    write_pdf(
+        docs / "manual.pdf",
+        [
+            ["Chapter one.", "The pump must be primed before the first start."],
+            ["Chapter two.", "Replace the filter cartridge every six months."],
+        ],
+        title="Pump manual",
+    )
+    (docs / "notes" / "cats.md").write_text("# Cats\n\nThe lighthouse keeper's cat is called Bramble.\n")
+    (docs / "notes" / "garden.txt").write_text("The gardener waters the roses every Tuesday.\n")
+    return docs

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,30 +20,9 @@ from engines.documents.service import Documents, IndexFolderRequest
 from engines.documents.store import SCHEMA_VERSION, DocumentIndex
 from engines.errors import Cancelled, EmberError
 from engines.jobs import EventKind, JobQueue
-from tests.engines.documents.conftest import CountingEmbed, encrypt_pdf, write_pdf
+from tests.engines.documents.conftest import ROOT, CountingEmbed, encrypt_pdf, write_pdf
 
-ROOT = Path(__file__).resolve().parents[3]
 CHILD = Path(__file__).with_name("index_child.py")
-
-
-@pytest.fixture
-def folder(tmp_path: Path) -> Path:
-    """Five documents, indexed in this order: the licences table, a PDF, the README (about 80 passages), two notes."""
-    docs = tmp_path / "docs"
-    (docs / "notes").mkdir(parents=True)
-    shutil.copy(ROOT / "README.md", docs / "project.md")
-    shutil.copy(ROOT / "resources" / "licenses" / "README.md", docs / "licenses.md")
-    write_pdf(
-        docs / "manual.pdf",
-        [
-            ["Chapter one.", "The pump must be primed before the first start."],
-            ["Chapter two.", "Replace the filter cartridge every six months."],
-        ],
-        title="Pump manual",
-    )
-    (docs / "notes" / "cats.md").write_text("# Cats\n\nThe lighthouse keeper's cat is called Bramble.\n")
-    (docs / "notes" / "garden.txt").write_text("The gardener waters the roses every Tuesday.\n")
-    return docs
 
 
 def snapshot(index: DocumentIndex) -> dict[str, Any]:
