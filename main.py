@@ -63,6 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging()
     args = build_parser().parse_args(argv)
     if args.command_name is None:
+        from desktop.platform_check import check_platform, report
+
+        if code := report(check_platform()):  # Qt's own message names nothing a person can act on
+            return code
         from desktop.app import run_app
 
         return run_app(sys.argv[:1])

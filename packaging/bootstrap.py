@@ -124,11 +124,24 @@ def install(with_tests: bool) -> Path:
     return py
 
 
+def window_check() -> int:
+    """Before anything heavy is installed: can Qt's window open here? Prints what is missing and how to
+    install it (desktop/platform_check.py, which needs only the standard library); returns the exit code."""
+    sys.path.insert(0, str(ROOT))
+    try:
+        from desktop.platform_check import check_xcb_libraries, report
+    finally:
+        sys.path.remove(str(ROOT))
+    return report(check_xcb_libraries())
+
+
 def main(argv: list[str]) -> int:
     what = argv[0] if argv else "start"
     if what not in {"start", "test"}:
         print(__doc__)
         return 2
+    if what == "start" and (code := window_check()):
+        return code
     py = install(with_tests=what == "test")
     if what == "start":
         return subprocess.call([str(py), str(ROOT / "main.py"), *argv[1:]], cwd=ROOT)
