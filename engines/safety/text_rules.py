@@ -120,6 +120,20 @@ _MINOR = _words(
     r"(?:1[0-7]|[1-9]) ?(?:yo|y/o|yrs?)",
     r"(?:aged?|looks?|look like) (?:1[0-7]|[1-9])",
     r"(?:who is|she is|he is|she's|he's|you're|you are) (?:1[0-7]|[1-9])",
+    # Ages and words for a child in the languages people mix in to slip past English rules.
+    r"(?:1[0-7]|[1-9]) ?(?:anos|ans|jahre|anni|jaar|lat|let)",
+    r"(?:1[0-7]|[1-9])[- ]?jahrige[nrs]?",
+    r"ninas?",
+    r"ninos?",
+    r"menor(?:es)? de edad",
+    r"mineure?s?",
+    r"minderjahrige?[nrs]?",
+    r"minorenn[ei]",
+    r"(?:petite|jeune) fille",
+    r"kleines? madchen",
+    r"bambin[ae]",
+    r"ragazzin[ae]",
+    r"menin[ao]s?",
 )
 # Sexual words in the wide sense: for minors any of these is enough.
 _SEXUALISH = _words(
@@ -183,6 +197,10 @@ _TERMS: tuple[Term, ...] = (
         r"full frontal", r"sexual(?:ly)? explicit", r"(?:skip|without|no|don'?t) (?:the )?fade[- ]to[- ]black",
         r"every (?:moan|thrust)",
     )),
+    # A hookup told blow by blow: the act is named softly, the detail is what is asked for.
+    _t("hookup-detail", C.SEXUAL, 0.45, _words(
+        r"one[- ]night stands?", r"hook ?ups?", r"(?:their|our|my|his|her) first night together", r"in bed together",
+    )),
     _t("sexting", C.SEXUAL, 0.7, _words(r"sext(?:ing|s)?", r"talk dirty", r"dirty talk", r"horny", r"sexting",
                                         r"talk sexy", r"dirty (?:messages|texts|pics|photos|videos)")),
     _t("sex-slang", C.SEXUAL, 0.6, _words(
@@ -199,7 +217,8 @@ _TERMS: tuple[Term, ...] = (
     _t("sex-word", C.SEXUAL, 0.3, _SEXUALISH),
     _t("bdsm", C.SEXUAL, 0.55, _words(r"bdsm", r"bondage", r"fetish")),
     _t("explicit", C.SEXUAL, 0.45, _words(r"explicit", r"graphic", r"vivid", r"dirty", r"nasty", r"steamy",
-                                          r"uncensored", r"hardcore", r"in detail"), amp=True),
+                                          r"uncensored", r"hardcore", r"in detail", r"play[- ]by[- ]play",
+                                          r"blow[- ]by[- ]blow", r"no metaphors", r"every detail"), amp=True),
     # --- VIOLENCE --------------------------------------------------------------------
     _t("harm-person", C.VIOLENCE, 0.5, rf"\b{_HARM_VERB}\s+(?:\w+\s+){{0,2}}?{_PERSON}"),
     _t("threat", C.VIOLENCE, 0.85,
@@ -228,6 +247,20 @@ _TERMS: tuple[Term, ...] = (
     _t("covert-dosing", C.DANGEROUS, 0.7, r"\bslip (?:\w+ ){0,6}?into (?:\w+'s |his |her |their |my \w+'s |"
        r"(?:my|his|her|their|your|a|the) \w+'s )(?:morning )?(?:coffee|drink|tea|food|meal|wine|beer|soup)\b",
        roles=(PROMPT,)),
+    # Harm said by its outcome ("make sure he never walks again"), a person caught alone, a crowd told to draw blood.
+    _t("lasting-harm", C.VIOLENCE, 0.8,
+       r"\bmake (?:sure|certain|it so) (?:that )?(?:he|she|they|him|her|my \w+|the \w+|this \w+) (?:will )?"
+       r"(?:never|can'?t|won'?t|doesn'?t|don'?t) (?:walks?|see|talks?|speaks?|breathes?|wakes? up|uses? \w+ \w+)"
+       r" again\b"),
+    _t("catch-alone", C.VIOLENCE, 0.8, _words(
+        r"(?:address|routine|schedule|where (?:she|he|they) (?:lives?|parks?|works?)|when (?:she|he|they) leaves?)"
+        r"\b.{0,80}\b(?:when|while|where) (?:she|he|they)(?:'s| is|'re| are) "
+        r"(?:alone|by (?:herself|himself|themselves))",
+        r"(?:show up|wait|be there|get to (?:her|him)) (?:\w+ ){0,3}(?:when|while) (?:she|he)(?:'s| is) alone",
+        r"catch (?:her|him|them) alone",
+    )),
+    _t("draw-blood", C.VIOLENCE, 0.8,
+       r"\bmake (?:those|these|them|the \w+|all (?:of )?(?:them|those)) (?:\w+ )?(?:bleed|suffer|pay in blood)\b"),
     _t("get-away-with", C.VIOLENCE, 0.8, _words(r"get away with (?:murder|killing)", r"without getting caught",
                                                 r"without (?:anyone|anybody) (?:noticing|knowing)",
                                                 r"(?:doesn't|does not|won't) leave (?:marks|bruises)")),
@@ -275,6 +308,8 @@ _TERMS: tuple[Term, ...] = (
         r"(?:cut|cutting|burn|burning)(?: \w+){0,3} without (?:leaving )?(?:scars|marks)",
         r"(?:nobody|no one) (?:would|will) (?:care|miss me|notice) if i (?:died|die|was gone|killed myself)",
         r"if i (?:died|was dead), how",
+        r"(?:hide|cover|conceal)\w* (?:up )?(?:the |my )?(?:marks|scars|cuts|burns|bruises)(?: \w+){0,4} from "
+        r"(?:my |the )?(?:mom|mum|mother|dad|father|parents?|family|teachers?|school|everyone|friends|doctors?)",
     )),
     _t("suicide-other", C.SELF_HARM, 0.45, _words(r"kill (?:themselves|himself|herself)")),
     _t("self-injury", C.SELF_HARM, 0.75, _words(
@@ -282,8 +317,15 @@ _TERMS: tuple[Term, ...] = (
         r"(?:cut|cutting|burn|burning) my (?:own )?(?:arms?|legs?|wrists?|thighs?|skin)",
         r"self[- ]?harm\w*", r"pro[- ]?ana", r"pro[- ]?mia", r"thinspo\w*", r"purge after", r"bleed out",
         r"overdos\w+", r"od on",
+        r"(?:go|cut) deeper (?:this time|next time|than (?:last time|before))",
+        r"deeper\b.{0,40}\bbut (?:not|without) (?:need\w* )?stitches",
     )),
     _t("suicide-word", C.SELF_HARM, 0.45, _words(r"suicid\w*", r"sewer ?slides?", r"unaliv\w*")),
+    _t("suicide-euphemism", C.SELF_HARM, 0.5, _words(
+        r"(?:go to |fall a)?sleep forever", r"(?:never|not) (?:to )?wake up(?: again)?", r"log off (?:for good|"
+        r"permanently|forever)", r"make it (?:all )?stop for good", r"disappear (?:forever|for good)",
+        r"(?:not|stop) (?:be(?:ing)? )?(?:here|around|alive) anymore",
+    ), roles=(PROMPT,)),
     _t("lethal-dose", C.SELF_HARM, 0.7,
        r"\bhow (?:many|much)\b.{0,40}\b(?:to die|kill (?:me|myself)|lethal|fatal|overdose|od)\b"),
     _t("death-word", C.SELF_HARM, 0.3, _words(r"die", r"death", r"dead"), amp=True),
@@ -292,7 +334,9 @@ _TERMS: tuple[Term, ...] = (
                                                  r"how deep", r"wrists?"), amp=True),
     _t("self-harm-howto", C.SELF_HARM, 0.45, _words(r"how (?:to|do i|can i|many|much|long)", r"best (?:way|method)",
                                                     r"tips", r"ways? to", r"tell me how", r"help me", r"methods?",
-                                                    r"encourag\w+", r"should just", r"do it", r"hide"),
+                                                    r"encourag\w+", r"should just", r"do it", r"hide",
+                                                    r"why i should", r"i(?:'ve| have)? (?:already )?decided",
+                                                    r"tonight", r"motivat\w+"),
        amp=True),
     # --- HATE ------------------------------------------------------------------------
     _t("slur", C.HATE, 0.85, _words(r"nigg(?:er|a|ah)s?", r"faggots?", r"fags?", r"kikes?", r"spics?", r"chinks?",
@@ -306,6 +350,20 @@ _TERMS: tuple[Term, ...] = (
        r"lazy|deported|locked up|erased|exterminated|sterili[sz]ed|put down|killed|gassed|wiped out|"
        r"removed|eradicated|silenced|the holocaust|ruining|evil|scum|a plague|worthless|useless|abominations?|"
        r"rapists|pedophiles|groomers|pigs|dogs|cancer|thugs|a waste of space|too dumb|dumb)\b"),
+    _t("exclude-group", C.HATE, 0.85,
+       _GROUP + r"(?: \w+){0,3}? (?:shouldn'?t|should not|must not|mustn'?t|can'?t) be allowed (?:to (?:live|stay|"
+       r"vote|work|exist|settle)|in)\b|" + _GROUP + r"(?: \w+){0,2}? (?:don'?t|do not) belong (?:in|here)\b"),
+    _t("people-as-vermin", C.HATE, 0.8,
+       r"\b(?:people|folks|immigrants|foreigners|migrants|outsiders|refugees)\b.{0,60}\b(?:vermin|parasites|"
+       r"cockroaches|roaches|rats|an infestation|a plague|a disease)\b.{0,40}\b(?:infest\w*|cleared out|cleaned out|"
+       r"clean(?:s|sed|ing)? out|cleans\w*|exterminat\w*|wiped? out|removed|get rid of|purg\w*|flushed out)"),
+    _t("groomer-smear", C.HATE, 0.8,
+       r"\b(?:gays?|gay people|queers?|trans(?:gender)? (?:people|folks|women|men|kids)|lgbt\w*|lgbtq\w*|"
+       r"rainbow (?:crowd|people|mafia|folks|cult)|pride (?:crowd|people|flags?|month))\b.{0,40}\b(?:groom(?:ing|ers?)|"
+       r"predators?|pedo\w*|paedo\w*)\b"),
+    _t("coded-antisemitism", C.HATE, 0.8,
+       r"\(\(\(\s*\w[\w ]*\)\)\)|\b(?:globalists|the bankers|zionists|happy merchants?)\b.{0,60}\b(?:run|control|own)"
+       r"\b.{0,60}\b(?:dealt with|removed|stopped|gassed|eliminated|exterminated|once and for all)\b"),
     _t("hate-group", C.HATE, 0.7, r"\bi (?:hate|despise|can't stand) " + _GROUP),
     _t("group-should-die", C.HATE, 0.9,
        _GROUP + r"(?: \w+){0,4}? (?:should|must|deserves? to|ought to) (?:all )?die\b"),
@@ -363,6 +421,18 @@ _TERMS: tuple[Term, ...] = (
         r"dispose of (?:a|the) body", r"hide (?:a|the) body", r"smuggl\w+", r"hide (?:drugs|weed|\w+) from (?:a |the )?"
         r"(?:police|cops|police dog|k9|drug dog)", r"launder money", r"counterfeit money",
     )),
+    # Making a safety device fail: relief valves, cut-offs, interlocks, alarms that would warn people.
+    _t("defeat-safety", C.DANGEROUS, 0.6, _words(
+        r"(?:disable|bypass|defeat|override|tamper(?:ing)? with|jam|block|wire around)\w* (?:the |a |its )?"
+        r"(?:pressure relief|(?:pressure )?relief valves?|safety valves?|high[- ]limit|low[- ]water cut-?off|"
+        r"interlocks?|safety (?:switch|sensor|brake|system|cut-?off)s?|"
+        r"(?:gas|co|carbon monoxide) (?:detector|alarm)s?)",
+    )),
+    _t("defeat-safety-intent", C.DANGEROUS, 0.5, _words(
+        r"so (?:the )?alarms? (?:dont|don'?t|won'?t|doesn'?t|never) (?:trip|go off|sound)",
+        r"without (?:anyone|the alarms?)", r"at (?:the plant|work|the factory|my job)",
+        r"so (?:it|they) (?:fails?|explodes?|blows?)", r"how (?:can|do|would) i",
+    ), amp=True, roles=(PROMPT,)),
     _t("instructions-request", C.DANGEROUS, 0.5, _words(
         r"how (?:to|do i|can i|would i|do you) (?:make|build|synthesi[sz]e|cook|create|write|extract|convert|"
         r"print|produce|mix|grow|get|manufacture|hack|assemble)",
@@ -390,13 +460,17 @@ _TERMS: tuple[Term, ...] = (
         r"swear ?words?", r"curse ?words?", r"cuss(?: ?words?|ing)?", r"four[- ]letter words?", r"f[- ]words?",
         r"f[- ]word[- ]filled", r"expletives?", r"obscenit(?:y|ies)", r"profanit(?:y|ies)", r"obscene",
         r"(?:filth|foul|dirt)\w* (?:language|mouth|words|cursing)", r"(?:don'?t|do not|without) (?:bleep|censor)\w*",
-        r"cursing", r"swear(?:ing)? at me",
+        r"cursing", r"swear(?:ing)? at me", r"f[- ]?bombs?", r"gutter (?:language|mouth|talk)", r"name[- ]calling",
+        r"c[- ]words?", r"vulgar(?:ity)?", r"crude (?:insults?|language|words)",
     ), roles=(PROMPT,)),
     _t("swearing-uncensored", C.PROFANITY, 0.5, _words(
         r"uncensored", r"no (?:censor\w*|bleeps?|filter)", r"(?:don'?t|do not|without) (?:bleep|censor|hold)\w*",
         r"as many as (?:possible|you can)", r"nothing but", r"the (?:worst|filthiest|dirtiest|nastiest|foulest)",
         r"filthiest", r"rant", r"tirade", r"scream", r"string of", r"let (?:it )?loose", r"go off on",
         r"non-?stop", r"(?:a )?whole paragraph",
+        r"every (?:swear|curse|cuss|dirty|filthy|bad|vulgar) ?words?", r"tons of", r"crudest", r"dirtiest",
+        r"nastiest", r"the most (?:vulgar|crude|filthy|obscene|offensive)", r"call (?:my|him|her|them|someone)",
+        r"diss track", r"tear(?:s|ing)? (?:\w+ ){0,3}a new one", r"make (?:him|her|them) cry", r"roast",
     ), amp=True, roles=(PROMPT,)),
     _t("profanity-mild", C.PROFANITY, 0.35, _words(r"damn\w*", r"crap\w*", r"hell", r"(?<!the )ass", r"arse", r"bloody",
                                                    r"sucks?")),
@@ -427,7 +501,7 @@ _CONTEXTS: tuple[Context, ...] = (
         r"affect", r"side effects", r"first aid", r"accidentally", r"stop the bleeding",
         r"without (?:cutting|burning|hurting|injuring|poisoning|harming) (?:myself|yourself|my fingers?|my (?:dog|cat|"
         r"pets?|kids?|children|plants)|the (?:dog|cat|pets?|kids?|children|plants))",
-    )), frozenset({"evade-police", "firearm-mod", "threat", "get-away-with", "suicide-self"})),
+    )), frozenset({"evade-police", "firearm-mod", "threat", "get-away-with", "suicide-self", "defeat-safety"})),
     Context("history-education", frozenset({C.DANGEROUS, C.VIOLENCE, C.HATE, C.SELF_HARM}), 0.45, _re(_words(
         r"history", r"historical", r"causes? of", r"why did", r"why is", r"what happened", r"in the \d{4}s",
         r"world war", r"laws?", r"explained", r"statistics", r"rate", r"lesson plan", r"homework", r"psychology",
@@ -440,7 +514,17 @@ _CONTEXTS: tuple[Context, ...] = (
         r"sex education", r"puberty", r"explain\w*", r"where babies come from", r"helplines?",
         r"who (?:can|could|should) i talk to", r"someone to talk to", r"talk to someone", r"get help",
         r"therapists?", r"counsell?ors?", r"counsell?ing",
-    )), frozenset({"suicide-self"})),
+    )), frozenset({"suicide-self", "exclude-group", "people-as-vermin", "groomer-smear", "coded-antisemitism"})),
+    # Standing by someone or reporting someone: the harm is named because the person is against it.
+    Context("bystander", frozenset({C.SELF_HARM, C.HATE, C.VIOLENCE}), 0.5, _re(_words(
+        r"(?:support|help|comfort|reach out to) (?:her|him|them|my (?:friend|sister|brother|daughter|son|partner|"
+        r"kid|child|mom|mum|dad|student|coworker|colleague))",
+        r"what (?:can|should|do) i say", r"without making it worse",
+        r"report(?:ing)? (?:a|my|the|this) (?:coworker|colleague|boss|manager|neighbou?r|classmate|student|teacher|"
+        r"post|comment|account|user)",
+        r"(?:email|letter|complaint|message) to (?:hr|human resources|the school|the principal|my manager)",
+    )), _SERIOUS | {"suicide-self", "exclude-group", "people-as-vermin", "groomer-smear", "coded-antisemitism",
+                    "slur", "kill-group", "group-should-die", "lasting-harm", "catch-alone", "draw-blood"}),
     # Idioms: "this burger is the bomb", "you killed it", "my stomach is killing me".
     Context("idiom", frozenset({C.VIOLENCE, C.DANGEROUS, C.SELF_HARM}), 0.3, _re(_words(
         r"(?:is|was|are|were|'s) (?:the|da) bomb", r"kill(?:ed|ing) it", r"(?:is|are|was) killing me",
@@ -449,8 +533,15 @@ _CONTEXTS: tuple[Context, ...] = (
     # "Keep it PG, no gore": the request itself asks for less.
     Context("gore-declined", frozenset({C.VIOLENCE}), 0.3, _re(_words(
         r"no gore", r"without (?:any )?gore", r"keep it (?:pg|clean|family[- ]friendly|tame)", r"pg(?:-13)?",
-        r"nothing graphic", r"not graphic", r"no blood", r"non-?graphic",
+        r"nothing graphic", r"not graphic", r"no blood", r"non-?graphic", r"not (?:too |very |overly )?gory",
+        r"not gruesome",
     )), frozenset({"threat", "mass-attack", "get-away-with", "staged-accident", "make-disappear"})),
+    # "A roast of my dad, no profanity": the request asks for none.
+    Context("swearing-declined", frozenset({C.PROFANITY}), 0.3, _re(_words(
+        r"no (?:profanity|swearing|cursing|cussing|swear ?words|curse ?words|bad words|f-bombs?)",
+        r"without (?:any )?(?:profanity|swearing|cursing|cussing|swear ?words|bad words)",
+        r"(?:keep it|make it|something) (?:clean|family[- ]friendly|pg)", r"family[- ]friendly",
+    ))),
     Context("medical", frozenset({C.SEXUAL, C.SELF_HARM, C.DANGEROUS}), 0.4, _re(_words(
         r"cancer", r"screening", r"breastfeeding", r"medical", r"doctor", r"treatment", r"symptoms?", r"anatomy",
         r"dose", r"dosage", r"chemotherapy", r"pharmacy", r"prescription", r"normal", r"what happens",
@@ -495,7 +586,7 @@ def _category_score(weights: list[float]) -> float:
 # Contexts that say what a whole text is about (a game, an idiom) also scale the meaning layer's
 # finding, which reads "assassinate the target silently" the same in Hitman as in life. Not
 # "computing": a paraphrased request for ransomware is the layer's to catch.
-_DOMAIN_CONTEXTS = frozenset({"games-sport", "idiom"})
+_DOMAIN_CONTEXTS = frozenset({"games-sport", "idiom", "bystander"})
 
 
 def domain_factor(norm: NormalizedText, category: Category) -> float:
