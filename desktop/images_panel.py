@@ -44,6 +44,7 @@ from PySide6.QtWidgets import (
     QSizePolicy,
     QSpinBox,
     QSplitter,
+    QStackedWidget,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -53,6 +54,7 @@ from superqt.utils import qthrottled
 
 from desktop.bridge import EventBridge, JobOp, blocked_reason
 from desktop.chat_panel import PromptEdit
+from desktop.empty_state import ModelNeeded
 from desktop.image_results import (
     ResultDetails,
     ResultItem,
@@ -563,12 +565,25 @@ class ImagesPanel(QWidget):
         self.details.open_folder_requested.connect(self.open_folder)
         self.details.copy_path_requested.connect(self.copy_path)
 
+        # With no model yet, the card saying what to do takes the image's place (desktop/empty_state.py).
+        self.model_needed = ModelNeeded(
+            self.bridge,
+            "diffusion",
+            "No image model yet",
+            "Making images needs a diffusion model (ONNX, in the diffusers folder layout). Download one "
+            "of these, which suit this computer, or choose a model folder you already have. Everything "
+            "stays on this computer.",
+        )
+        self.model_needed.choose_requested.connect(self.choose_model_folder)
+        self.view_stack = QStackedWidget()
+        self.view_stack.addWidget(self.model_needed)
+        self.view_stack.addWidget(self.view)
         center = QWidget()
         center.setObjectName("imageCenter")
         layout = QVBoxLayout(center)
         layout.setContentsMargins(12, 12, 12, 12)
         layout.setSpacing(8)
-        layout.addWidget(self.view, 1)
+        layout.addWidget(self.view_stack, 1)
         layout.addLayout(status_row)
         layout.addWidget(self.message)
         layout.addLayout(self._notice_holder)
@@ -616,6 +631,7 @@ class ImagesPanel(QWidget):
         self.generate_button.style().polish(self.generate_button)
         self.model_combo.setEnabled(not busy)
         self.choose_model_button.setEnabled(not busy)
+        self.generate_button.setEnabled(busy or self.has_model())
         self.details.set_actions_enabled(self.details.result is not None, rerun=not busy)
         self.busy_changed.emit(busy)
 
@@ -690,6 +706,22 @@ class ImagesPanel(QWidget):
         finally:
             self.model_combo.blockSignals(False)
         self.model_combo.setToolTip(self.model_folder() or "")
+        self._show_model_state()
+
+    def has_model(self) -> bool:
+        """Whether a model is offered (picked, or one to pick): without one the panel shows what to do."""
+        return self.model_combo.count() > 0
+
+    def _show_model_state(self) -> None:
+        """No model: the card instead of the image, the prompt and Generate off. A model: the form as usual."""
+        has = self.has_model()
+        self.view_stack.setCurrentWidget(self.view if has else self.model_needed)
+        self.prompt.setEnabled(has)
+        self.prompt.setPlaceholderText(
+            "Describe the image — Ctrl+Enter generates, Esc cancels" if has else "Download or choose a model first"
+        )
+        if not self.busy:
+            self.generate_button.setEnabled(has)
 
     def model_folder(self) -> str | None:
         """The model folder picked, or None."""

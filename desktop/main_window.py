@@ -65,6 +65,13 @@ class MainWindow(QMainWindow):
         self.settings_page = SettingsPage(bridge)
         self.add_panel("Settings", self.settings_page)
         self.models.model_chosen.connect(self.use_model)
+        self.models.scanned.connect(self._offer_installed_models)
+        needed = self.images.model_needed  # the Images panel's "no model yet" card
+        needed.download_requested.connect(lambda entry_id: self.download_for(needed, entry_id))
+        needed.browse_requested.connect(self.browse_catalog)
+        voices = self.speech.model_needed  # the Speech panel's "no voice yet" card
+        voices.download_requested.connect(lambda entry_id: self.download_for(voices, entry_id))
+        voices.browse_requested.connect(self.browse_catalog)
         self.navigation.currentRowChanged.connect(self.pages.setCurrentIndex)
         self.navigation.setCurrentRow(0)
 
@@ -170,6 +177,33 @@ class MainWindow(QMainWindow):
             self.show_panel(self.speech)
             return self.speech.send(request) is not None
         return False
+
+    def download_for(self, card: Any, entry_id: str) -> int | None:
+        """Download a catalog entry a panel's empty state offered; the card says it is on its way."""
+        download_id = self.models.download_entry(entry_id)
+        if download_id is not None:
+            entry = next((e for e in self.models.catalog if e.id == entry_id), None)
+            name = entry.name if entry is not None else entry_id
+            card.downloading(
+                entry_id, f"Downloading {name}. It is offered here when it is done; follow it in the Queue."
+            )
+        return download_id
+
+    def browse_catalog(self, kind: str) -> None:
+        """Show the Models panel's catalog of ``kind``."""
+        self.show_panel(self.models)
+        self.models.show_catalog(kind)
+
+    def _offer_installed_models(self) -> None:
+        """After each model scan: the installed diffusion models are offered in the Images panel, and the
+        Speech panel lists its voices again when it had none (a voice was just downloaded)."""
+        if not self.speech.has_voice() and self.models.installed_of_kind("voice"):
+            self.speech.refresh_voices()
+        diffusion = [(self.models.display_name(m), m.path) for m in self.models.installed_of_kind("diffusion")]
+        had = self.images.has_model()
+        self.images.set_models(diffusion)
+        if not had and diffusion:
+            self.images.select_model(diffusion[0][1])
 
     def use_as_init_image(self, path: str) -> bool:
         """Put the image at ``path`` in the Images panel as the image-to-image input."""

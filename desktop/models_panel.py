@@ -425,6 +425,28 @@ class ModelsPanel(QWidget):
         self._show_selected()
         self.scanned.emit()
 
+    def show_catalog(self, kind: str = "") -> None:
+        """Show the Catalog tab, filtered to models of ``kind`` ("" for all)."""
+        if not self._loaded:
+            self.refresh()
+        index = self.kind_filter.findData(kind)
+        self.kind_filter.setCurrentIndex(max(0, index))
+        self.tabs.setCurrentIndex(1)
+
+    def download_entry(self, entry_id: str) -> int | None:
+        """Download the catalog entry ``entry_id`` (from another panel's empty state); returns its download id."""
+        if not self._loaded:
+            self.refresh()  # the catalog, so the finished download is recorded and offered where it belongs
+        entry = next((e for e in self.catalog if e.id == entry_id), None)
+        if entry is None:
+            self._show_message(f"There is no '{entry_id}' in the catalog.", error=True)
+            return None
+        return self.download(entry)
+
+    def installed_of_kind(self, kind: str) -> list[InstalledModel]:
+        """The installed models of ``kind`` (as the last scan found them)."""
+        return [m for m in self.installed if m.kind == kind]
+
     def set_catalog(self, entries: Sequence[CatalogEntry]) -> None:
         """Show ``entries`` as the catalog instead of Ember's own (a catalog update, or a test's)."""
         self._catalog_given = list(entries)

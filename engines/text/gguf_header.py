@@ -7,7 +7,9 @@ GGUF model at all before llama.cpp is asked to load it.
 
 from __future__ import annotations
 
+import io
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -247,16 +249,59 @@ def _corrupt(path: Path, what: str) -> ModelFileError:
     return ModelFileError(f"'{path.name}' is damaged ({what}). Download the model again or pick another file.")
 
 
-def read_gguf_header(path: Path | str) -> GGUFHeader:
+class _Joined(io.RawIOBase):
+    """Files read one after another as one (a model shipped in parts, before it is put together)."""
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        super().__init__()
+        self._paths = list(paths)
+        self._sizes = [p.stat().st_size for p in self._paths]
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self._position, 2: sum(self._sizes)}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def readinto(self, buffer: Any) -> int:
+        start, wanted = self._position, len(buffer)
+        for path, size in zip(self._paths, self._sizes, strict=True):
+            if start < size:
+                with path.open("rb") as f:
+                    f.seek(start)
+                    data = f.read(wanted)
+                buffer[: len(data)] = data
+                self._position += len(data)
+                return len(data)
+            start -= size
+        return 0
+
+
+def read_gguf_header(path: Path | str, *, parts: Sequence[Path] | None = None) -> GGUFHeader:
     """Return the header of the GGUF file at ``path``.
 
+    ``parts``: the file is not there yet but ships as these pieces, to be joined in this order
+    (the header is read across them; ``path`` names the file in messages).
     Raises ModelFileError, with a reason a person understands, when the file is
     missing, not a GGUF model, of an unsupported GGUF version, damaged or truncated.
     """
     path = Path(path)
     try:
-        size = path.stat().st_size
-        f = path.open("rb")
+        if parts is not None:
+            joined = _Joined(parts)
+            size, f = sum(joined._sizes), io.BufferedReader(joined, 1 << 16)
+        else:
+            size = path.stat().st_size
+            f = path.open("rb")
     except FileNotFoundError:
         raise ModelFileError(f"The model file '{path}' does not exist. It may have been moved or deleted.") from None
     except OSError as exc:

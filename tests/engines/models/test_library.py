@@ -303,3 +303,18 @@ def test_embedded_models_are_listed_by_their_engine_path(db: Database, isolated:
     gemma = embedded[1]
     assert gemma.info.architecture == "gemma3"
     assert os.path.realpath(gemma.info.path) == os.path.realpath(gemma_path)
+
+
+def test_an_embedded_model_in_parts_is_described_from_its_parts_before_it_is_put_together(
+    db: Database, isolated: Path, gemma_path: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from engines.text.gguf_header import read_gguf_header
+
+    monkeypatch.setenv("EMBER_HOME", str(tmp_path / "fresh-home"))  # no assembled Gemma in this cache
+    [gemma] = [m for m in ModelLibrary(db, home=isolated).discover() if m.path == "embedded:gemma-3-270m"]
+    assert not gemma.info.path.exists()  # nothing was written to describe it
+    whole = read_gguf_header(gemma_path)
+    assert gemma.info.quantisation == whole.quantization == "Q4_K_M"
+    assert gemma.info.parameter_count == whole.parameter_count > 200_000_000
+    assert gemma.info.context_length == whole.context_length and gemma.info.architecture == "gemma3"
+    assert gemma.size_bytes == os.path.getsize(gemma_path)
