@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--self-test", action="store_true", help="the same as the self-test command")
     sub = parser.add_subparsers(dest="command_name", metavar="COMMAND")
     for command in listed:
         one = sub.add_parser(command.name, help=command.help, description=command.description)
@@ -62,6 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line (or the window); return the exit code."""
     configure_logging()
     args = build_parser().parse_args(argv)
+    if args.self_test and args.command_name is None:  # what an installed Ember's launcher takes
+        args = build_parser().parse_args(["self-test"])
     if args.command_name is None:
         from desktop.platform_check import check_platform, report
 

@@ -160,6 +160,12 @@ def test_self_test_reports_the_cpu_the_kernels_and_runs_text_and_an_image_step(t
     assert any(line.startswith("onnxruntime ") and "CPUExecutionProvider" in line for line in lines)
     assert any(line.startswith("text: ") and " tokens at " in line for line in lines)
     assert any(line.startswith("image: one denoising step") for line in lines)
+    checks = lines[lines.index("checks:") + 1 : -1]
+    assert [line.split(":")[0].strip() for line in checks] == [
+        "PASS  the engine process", "PASS  text through the queue", "PASS  safety filter", "PASS  provenance",
+        "PASS  image",
+    ]  # fmt: skip
+    assert ember("--self-test", home=tmp_path).stdout.splitlines()[-1] == "ok"  # what an installed launcher runs
     report = json.loads(ember("self-test", "--json", home=tmp_path).stdout)
     assert report["engine"]["pid"] != report["text"].get("pid", -1) and not report["failure"]
     assert report["engine"]["llama_cpu_variant"] not in ("sapphirerapids",)  # never the crashing AMX kernels
@@ -171,6 +177,7 @@ def test_self_test_fails_with_a_one_line_reason(tmp_path: Path) -> None:
     assert out.returncode == 1
     assert out.stderr.startswith("ember: Self-test failed: the engine process: ") and out.stderr.count("\n") == 1
     assert "no-such-cpu" in out.stderr and out.stdout.splitlines()[-1].startswith("FAILED: ")
+    assert "  FAIL  the engine process: " in out.stdout and "PASS" not in out.stdout  # what follows needs it
 
 
 def test_llama_cpp_warnings_stay_off_stderr_unless_asked_for(tmp_path: Path) -> None:
