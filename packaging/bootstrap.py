@@ -2,6 +2,7 @@
 
     python3 packaging/bootstrap.py start   # install everything, open the window
     python3 packaging/bootstrap.py test    # install everything with test tools, run ruff and pytest
+    python3 packaging/bootstrap.py install # install everything, start nothing (the installers' build)
 
 Only the standard library is used here, so it runs before anything is installed. It
 makes a virtual environment in .venv beside the repository (reused on later runs),
@@ -137,6 +138,9 @@ def window_check() -> int:
 
 def main(argv: list[str]) -> int:
     what = argv[0] if argv else "start"
+    if what == "install":  # what packaging/linux/build.sh needs: the environment, nothing started
+        install(with_tests=False)
+        return 0
     if what not in {"start", "test"}:
         print(__doc__)
         return 2
