@@ -26,7 +26,7 @@ pytestmark = [
     pytest.mark.skipif(
         os.environ.get("EMBER_PACKAGE_TEST") != "1",
         reason="builds and installs system packages: set EMBER_PACKAGE_TEST=1",
-    ),  # fmt: skip
+    ),
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the .deb is Linux's"),
     pytest.mark.skipif(os.geteuid() != 0 if hasattr(os, "geteuid") else True, reason="installing a .deb needs root"),
     pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="dpkg is not here (not a Debian-like system)"),
