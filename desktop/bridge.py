@@ -200,6 +200,7 @@ class EventBridge(QObject):
         self._unsubscribe = studio.subscribe(self._relay.emit)
         # One thread, so store writes happen in the order the panels asked for them.
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ember-background")
+        self._detached = False
 
     _relay = Signal(object)  # from the dispatcher thread; queued onto the GUI thread
     _background_done = Signal(object)  # a BackgroundOp, from the worker thread
@@ -243,6 +244,7 @@ class EventBridge(QObject):
     def detach(self) -> None:
         """Stop receiving events and finish the background work asked for (before the Studio closes)."""
         self._unsubscribe()
+        self._detached = True
         self._worker.shutdown(wait=True)
 
     def _background(self, op: BackgroundOp) -> None:
@@ -254,6 +256,10 @@ class EventBridge(QObject):
             op.done.set()
             self._background_done.emit(op)
 
+        if self._detached:  # the window is closing: a callback asked for more work; none is done
+            op.error = RuntimeError("Ember is closing")
+            op.done.set()
+            return
         self._worker.submit(work)
 
     def _on_background_done(self, op: BackgroundOp) -> None:

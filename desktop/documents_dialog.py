@@ -175,15 +175,14 @@ class DocumentsDialog(QDialog):
         table.blockSignals(True)
         table.setRowCount(len(folders))
         for row, folder in enumerate(folders):
+            running = any(job.started for job in jobs.get(folder.path, []))
+            if running and self.progress.isHidden():
+                self._show_busy(folder.path)  # a run started elsewhere, before its first file count
             values = (
                 folder.path,
                 str(folder.files),
                 str(folder.chunks),
-                folder_status(
-                    folder,
-                    any(job.started for job in jobs.get(folder.path, [])),
-                    bool(jobs.get(folder.path)),
-                ),
+                folder_status(folder, running, bool(jobs.get(folder.path))),
                 str(folder.files_failed) if folder.files_failed else "",
             )
             for column, value in enumerate(values):
@@ -194,6 +193,8 @@ class DocumentsDialog(QDialog):
             if folder.path == keep:
                 table.selectRow(row)
         table.blockSignals(False)
+        if not jobs and not self._runs:
+            self.progress.hide()  # no run queued or going, whoever started it
         if self.selected_folder() is None and folders:
             table.selectRow(0)
         else:
@@ -262,10 +263,13 @@ class DocumentsDialog(QDialog):
         self.status.setText(f"Stopping {folder}…")
         return True
 
-    def _index(self, request: Any) -> JobOp:
+    def _show_busy(self, folder: str) -> None:
         self.progress.setRange(0, 0)  # busy until the first file count arrives
         self.progress.show()
-        self.status.setText(f"Reading {request.folder}…")
+        self.status.setText(f"Reading {folder}…")
+
+    def _index(self, request: Any) -> JobOp:
+        self._show_busy(request.folder)
         # Progress and the end are followed for every run (_on_event); the op reports what failed to start.
         op = self.bridge.op(request, parent=self).on_notice(lambda _text: None).run()
         self._own = [o for o in self._own if o.job is not None and not o.job.done] + [op]
@@ -290,6 +294,8 @@ class DocumentsDialog(QDialog):
         if folder is None:
             own = next((o for o in self._own if o.job is not None and o.job.id == event.job_id), None)
             if own is None:
+                if self.progress.isVisible():
+                    self.refresh()  # perhaps a run started elsewhere ended before its first file count
                 return
             folder = own.job.request.folder
         if isinstance(data, IndexReport):
