@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
 from desktop.bridge import EventBridge
@@ -47,6 +50,8 @@ def run_app(argv: Sequence[str] | None = None) -> int:
     try:
         window = build_main_window(studio)
         window.show()
+        if os.environ.get("EMBER_START_PROBE"):  # packaging/measure_start.py: when the window was shown, then quit
+            QTimer.singleShot(0, lambda: (print(f"ember-window-shown {time.time():.6f}", flush=True), app.quit()))
         code = app.exec()
         window.shutdown()
         return int(code)

@@ -216,6 +216,9 @@ class SettingsPage(QWidget):
         self.audit_empty = QLabel("No decisions yet. They appear here as Ember checks requests and outputs.")
         self.audit_empty.setObjectName("emptyHint")
         layout.addWidget(self.audit_empty)
+
+        layout.addWidget(self._section_title("About this installation"))
+        layout.addWidget(self._about_card())
         layout.addStretch(1)
 
         holder = QWidget()
@@ -255,6 +258,27 @@ class SettingsPage(QWidget):
         layout.setContentsMargins(18, 14, 18, 14)
         layout.setSpacing(10)
         return card, layout
+
+    def _about_card(self) -> QFrame:
+        """The version, which build runs (CPU, CUDA or Metal, or a source checkout) and where data lives."""
+        from engines import paths
+        from engines.build_info import build_info, package_version
+
+        card, layout = self._card()
+        build = build_info()
+        self.about_build = QLabel(f"Ember {package_version()}: {build.describe()}")
+        self.about_build.setObjectName("aboutBuild")
+        self.about_build.setWordWrap(True)
+        self.about_build.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout.addWidget(self.about_build)
+        data = QLabel(f"Your data (conversations, library, settings): {paths.data_dir()}")
+        data.setWordWrap(True)
+        data.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout.addWidget(data)
+        layout.addWidget(
+            self._hint("`ember --self-test` (or `python main.py self-test`) checks every stage and prints this too.")
+        )
+        return card
 
     def _levels_card(self) -> QFrame:
         card, layout = self._card()

@@ -489,10 +489,11 @@ def cmd_self_test(args: argparse.Namespace) -> int:
         report = run_self_test(studio)
     finally:
         studio.close()
-    if args.json:
-        print(json.dumps(report.as_dict(), indent=2, default=str))
-    else:
-        print("\n".join(report.lines()))
+    text = json.dumps(report.as_dict(), indent=2, default=str) if args.json else "\n".join(report.lines())
+    if args.output is not None:  # a Windows window build has no console to print to
+        args.output.write_text(text + "\n", encoding="utf-8")
+    if sys.stdout is not None:
+        print(text)
     if report.failure:
         raise EmberError(f"Self-test failed: {report.failure}")
     return 0
@@ -500,6 +501,7 @@ def cmd_self_test(args: argparse.Namespace) -> int:
 
 def _self_test_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="the report as JSON")
+    parser.add_argument("--output", type=Path, help="also write the report to this file")
 
 
 SELF_TEST = Command(

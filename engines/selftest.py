@@ -11,13 +11,13 @@ an installed ``ember --self-test``) runs it.
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import platform
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from engines.build_info import build_info, package_version
 from engines.errors import EmberError
 from engines.hardware import machine
 
@@ -61,7 +61,7 @@ class SystemEngine:
 
         return {
             "pid": os.getpid(),
-            "llama_cpp_python": _version("llama-cpp-python"),
+            "llama_cpp_python": package_version("llama-cpp-python"),
             "llama_cpu_variant": cpu.variant if cpu else "",
             "llama_cpu_skipped": [list(item) for item in cpu.skipped] if cpu else [],
             "llama_features": cpu.features if cpu else "",
@@ -78,13 +78,6 @@ def make_system_engine(options: SystemOptions, context: Any) -> SystemEngine:
     return SystemEngine(options)
 
 
-def _version(package: str) -> str:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
 @dataclass
 class SelfTestReport:
     """What the self-test found; ``failure`` is the one-line reason when something did not work."""
@@ -95,6 +88,7 @@ class SelfTestReport:
     cpu: str
     cores: str
     cpu_flags: list[str]
+    build: str = ""  # engines.build_info: installed CPU/CUDA/Metal build, or from source
     engine: dict[str, Any] = field(default_factory=dict)
     text: dict[str, Any] = field(default_factory=dict)
     image: dict[str, Any] = field(default_factory=dict)
@@ -110,6 +104,7 @@ class SelfTestReport:
         amx = [f for f in self.cpu_flags if f.startswith("amx")]
         out = [
             f"Ember {self.ember}, Python {self.python}, {self.os}",
+            f"build: {self.build or 'unknown'}",
             f"CPU: {self.cpu} ({self.cores})",
             f"  instruction sets: {' '.join(self.cpu_flags) or 'unknown'}" + (" (has AMX)" if amx else " (no AMX)"),
         ]
@@ -156,12 +151,13 @@ def run_self_test(studio: Any) -> SelfTestReport:
 
     here = machine()
     report = SelfTestReport(
-        ember=_version("ember-studio"),
+        ember=package_version(),
         python=platform.python_version(),
         os=here.os,
         cpu=here.cpu,
         cores=f"{here.physical_cores} cores, {here.logical_cores} threads",
         cpu_flags=cpu_flags(),
+        build=build_info().describe(),
     )
     steps = (
         ("the engine process", _engine),

@@ -155,6 +155,7 @@ def test_self_test_reports_the_cpu_the_kernels_and_runs_text_and_an_image_step(t
     lines = out.stdout.splitlines()
     assert lines[-1] == "ok"
     assert any(line.startswith("CPU: ") for line in lines)
+    assert "build: from source (Python environment " in out.stdout  # an installer's build names its variant
     assert any("instruction sets:" in line and ("avx" in line or "neon" in line.lower()) for line in lines)
     assert any(line.startswith("llama.cpp: llama-cpp-python 0.3.36, CPU kernels: ") for line in lines)
     assert any(line.startswith("onnxruntime ") and "CPUExecutionProvider" in line for line in lines)
@@ -166,7 +167,9 @@ def test_self_test_reports_the_cpu_the_kernels_and_runs_text_and_an_image_step(t
         "PASS  image",
     ]  # fmt: skip
     assert ember("--self-test", home=tmp_path).stdout.splitlines()[-1] == "ok"  # what an installed launcher runs
-    report = json.loads(ember("self-test", "--json", home=tmp_path).stdout)
+    written = tmp_path / "report.json"  # what a Windows window build, which has no console, leaves
+    report = json.loads(ember("self-test", "--json", "--output", str(written), home=tmp_path).stdout)
+    assert json.loads(written.read_text(encoding="utf-8")) == report
     assert report["engine"]["pid"] != report["text"].get("pid", -1) and not report["failure"]
     assert report["engine"]["llama_cpu_variant"] not in ("sapphirerapids",)  # never the crashing AMX kernels
     assert report["image"]["width"] == 64 and report["text"]["tokens"] >= 1

@@ -54,6 +54,12 @@ for versioned in "$APP"/_internal/llama_cpp/lib/*.so.*.*; do
   done
 done
 
+# Debug symbols out of the native libraries (ctranslate2's extension is 68 MB with them, 1 MB
+# without), except OpenBLAS and its Fortran runtime, which a strip breaks (packaging.md, trap 3).
+find "$APP/_internal" -type f \( -name '*.so' -o -name '*.so.*' \) \
+  ! -name '*openblas*' ! -name 'libgfortran*' ! -name 'libquadmath*' -print0 |
+  xargs -0 strip --strip-debug 2>/dev/null || true
+
 step "models"
 MODELS="$ROOT/build/models"
 rm -rf "$MODELS"
@@ -90,7 +96,7 @@ DESKTOP
 } > "$STAGE/usr/share/doc/ember/copyright"
 # What Qt's xcb platform plugin needs from the system (desktop/platform_check.py lists the same), GL/EGL
 # even offscreen, and glibc as new as the build machine's.
-GLIBC="$(ldd --version | head -1 | grep -oE '[0-9]+\.[0-9]+$')"
+GLIBC="$(getconf GNU_LIBC_VERSION | grep -oE '[0-9]+\.[0-9]+$')"
 DEPENDS="libc6 (>= $GLIBC), libstdc++6, libgl1, libegl1, libfontconfig1, libfreetype6, libdbus-1-3,
  libglib2.0-0t64 | libglib2.0-0, libx11-6, libx11-xcb1, libxkbcommon0, libxkbcommon-x11-0, libxcb1,
  libxcb-cursor0, libxcb-icccm4, libxcb-keysyms1, libxcb-image0, libxcb-render-util0, libxcb-randr0,

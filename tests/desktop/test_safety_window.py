@@ -25,6 +25,7 @@ def test_settings_page_changes_the_policy_at_once_and_a_new_studio_reads_it_back
     page = window.settings_page
     assert window.pages.currentWidget() is page
     assert window.navigation.currentItem().text() == "Settings"
+    assert "from source" in page.about_build.text()  # which build runs (an installed one: its variant)
     assert page.level_choices[Category.VIOLENCE].value() is Level.STANDARD
 
     click(qtbot, page.level_choices[Category.VIOLENCE].buttons[Level.STRICT])

@@ -21,6 +21,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "build" / "linux"
 WATCHED = ("/opt", "/usr", "/etc")  # where a package could leave something behind
+XCB_FRESH_DEBIAN_LACKS = ("libxcb-cursor0", "libxcb-icccm4", "libxcb-keysyms1")  # issue 24
 
 pytestmark = [
     pytest.mark.skipif(
@@ -76,25 +77,31 @@ def test_the_deb_installs_runs_its_self_test_opens_its_window_and_uninstalls_cle
     fields = _dpkg("-f", str(app)).stdout
     for library in ("libxcb-cursor0", "libxcb-icccm4", "libxcb-keysyms1", "libegl1", "libgl1"):
         assert library in fields  # an installed Ember never meets Qt's missing-plugin error (issue 24)
+    apt = shutil.which("apt-get") is not None
+    if apt:  # prove the Depends: take away the three libraries a fresh Debian lacks; installing brings them
+        gone = subprocess.run(["apt-get", "remove", "-y", *XCB_FRESH_DEBIAN_LACKS], capture_output=True, text=True,
+                              timeout=600, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})  # fmt: skip
+        assert gone.returncode == 0, gone.stderr[-2000:]
+        assert not any(_installed(name) for name in XCB_FRESH_DEBIAN_LACKS)
     before = _files(WATCHED)
     home = tmp_path / "home"
     home.mkdir()
     env = {"HOME": str(home), "PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
     try:
         # apt resolves the Depends (from the distribution's mirror when a library is missing here).
-        installer = (
-            ["apt-get", "install", "-y", "--no-install-recommends"] if shutil.which("apt-get") else ["dpkg", "-i"]
-        )
+        installer = ["apt-get", "install", "-y", "--no-install-recommends"] if apt else ["dpkg", "-i"]
         done = subprocess.run([*installer, str(app), str(models)], capture_output=True, text=True, timeout=1200,
                               env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})  # fmt: skip
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         assert Path("/usr/bin/ember").exists() and Path("/usr/share/applications/ember.desktop").exists()
+        assert all(_installed(name) for name in XCB_FRESH_DEBIAN_LACKS)  # brought by the Depends
 
         test = subprocess.run(["ember", "--self-test"], capture_output=True, text=True, timeout=600, env=env)
         print(test.stdout)
         assert test.returncode == 0, test.stdout + test.stderr
         lines = test.stdout.splitlines()
         assert lines[-1] == "ok"
+        assert "build: installed CPU build, /opt/ember" in test.stdout  # the variant the package holds
         checks = lines[lines.index("checks:") + 1 : -1]
         assert len(checks) == 5 and all(line.strip().startswith("PASS") for line in checks)
 
@@ -105,8 +112,27 @@ def test_the_deb_installs_runs_its_self_test_opens_its_window_and_uninstalls_cle
     finally:
         purged = _dpkg("-P", "ember", "ember-models")
     assert purged.returncode == 0, purged.stderr
-    left = sorted(_files(WATCHED) - before)
+    brought = {line for name in XCB_FRESH_DEBIAN_LACKS for line in _dpkg("-L", name).stdout.splitlines()}
+    left = sorted(_files(WATCHED) - before - brought)  # the libraries the Depends brought stay, as apt keeps them
     assert left == [], f"left behind outside the user data folder: {left[:20]}"
+
+
+def test_the_portable_tar_keeps_all_its_data_beside_itself(packages, tmp_path: Path) -> None:
+    import tarfile
+
+    (archive,) = OUT.glob(f"ember-{_version()}-linux-*.tar.gz")
+    with tarfile.open(archive) as tar:
+        tar.extractall(tmp_path / "stick", filter="tar")
+    folder = tmp_path / "stick" / "ember"
+    (folder / "portable").touch()
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"HOME": str(home), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+    test = subprocess.run([str(folder / "ember"), "--self-test"], capture_output=True, text=True, timeout=600, env=env)
+    assert test.returncode == 0, test.stdout + test.stderr
+    assert "portable: data beside the app" in test.stdout and "installed CPU build" in test.stdout
+    assert list((folder / "data").rglob("ember.sqlite3"))  # the library and settings beside the app
+    assert not [p for p in home.rglob("*") if "ember" in p.name.lower()]  # nothing in the home folder
 
 
 def _window_screenshot(env: dict[str, str], target: Path):

@@ -7,9 +7,6 @@ exactly (whatever the image) and by policy decisions on findings.
 
 from __future__ import annotations
 
-import statistics
-import time
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -153,16 +150,7 @@ def test_blur_scales_with_image_size() -> None:
     assert ImageSafety().blur(small).shape == small.shape  # the checker offers it too
 
 
-# -- speed ----------------------------------------------------------------------------------
-def test_a_512_image_is_checked_within_150_ms(safety: ImageSafety) -> None:
-    image = photo("astronaut")
-    safety.check(image)  # warm-up: session and first-run allocations
-    times = []
-    for _ in range(7):
-        started = time.perf_counter()
-        safety.check(image)
-        times.append(time.perf_counter() - started)
-    assert statistics.median(times) < 0.150, f"median {statistics.median(times) * 1000:.0f} ms"
+# The check's speed (goal: 150 ms at 512x512) is measured by `main.py bench safety`, beside bare onnxruntime.
 
 
 # -- NudeNet (optional) ---------------------------------------------------------------------
