@@ -45,10 +45,12 @@ def run_app(argv: Sequence[str] | None = None) -> int:
     """
     app = QApplication.instance() or QApplication(list(argv if argv is not None else sys.argv))
     app.setApplicationName("Ember")
-    app.setStyleSheet(load_stylesheet())
     studio = Studio()
     try:
         window = build_main_window(studio)
+        # The style sheet after the widgets exist: set first, Qt re-styles every widget as it is added to
+        # its layout (0.3 s of 0.65 s building the window on 2 cores); set now, it styles them once.
+        app.setStyleSheet(load_stylesheet())
         window.show()
         if os.environ.get("EMBER_START_PROBE"):  # packaging/measure_start.py: when the window was shown, then quit
             QTimer.singleShot(0, lambda: (print(f"ember-window-shown {time.time():.6f}", flush=True), app.quit()))

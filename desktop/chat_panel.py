@@ -31,7 +31,6 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from superqt.utils import qthrottled
 
 from desktop.bridge import BackgroundOp, EventBridge, JobOp, blocked_reason
 from desktop.dictation_button import DictationButton
@@ -39,6 +38,7 @@ from desktop.message_view import MessageView, MessageWidget, SafetyNotice
 from desktop.model_picker import ModelChoice, ModelPicker
 from desktop.read_aloud import ReadAloud
 from desktop.settings_drawer import SettingsDrawer
+from desktop.widgets import Throttled
 from engines.conversations import Conversation
 from engines.documents.grounding import Citation, open_target
 from engines.documents.service import GroundedChat, safety_screen
@@ -139,7 +139,7 @@ class ChatPanel(QWidget):
         self._shown = 0  # counts conversations shown, so late Sources lines of another one are dropped
         self._has_folders = False
         self.documents_dialog: Any = None
-        self._render_throttled = qthrottled(self._render_stream, timeout=_RENDER_INTERVAL_MS, parent=self)
+        self._render_throttled = Throttled(self._render_stream, _RENDER_INTERVAL_MS, parent=self)
 
         self._build()
         self.refresh_documents()

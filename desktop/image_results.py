@@ -27,9 +27,9 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from superqt import QElidingLabel
 
 from desktop.image_view import qimage_from_array, thumbnail_icon
+from desktop.widgets import ElidingLabel
 from engines.diffusion.requests import ImageRequest
 from engines.diffusion.schedulers import sampler_label, sampler_name
 from engines.reproducibility import reproducibility
@@ -320,7 +320,7 @@ class ResultDetails(QFrame):
         label: QLabel
         if name in _ELIDED_ROWS:
             # Paths and ids have no spaces to wrap at: elide the middle, the whole text in the tooltip.
-            label = QElidingLabel(value)
+            label = ElidingLabel(value)
             label.setElideMode(Qt.TextElideMode.ElideMiddle)
             label.setToolTip(value)
         else:

@@ -49,8 +49,6 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from superqt import QCollapsible, QLabeledDoubleSlider
-from superqt.utils import qthrottled
 
 from desktop.bridge import EventBridge, JobOp, blocked_reason
 from desktop.chat_panel import PromptEdit
@@ -64,6 +62,7 @@ from desktop.image_view import IMAGE_SUFFIXES, ImageView, dice_icon, qimage_from
 from desktop.message_view import SafetyNotice
 from desktop.queue_view import eta_text  # one wording for the time left, in the queue and here
 from desktop.upscale_dialog import PanelUpscaler
+from desktop.widgets import Collapsible, FractionSlider, Throttled
 from engines.diffusion.folder import layout_problem
 from engines.diffusion.requests import DiffusionOptions, ImageBatchResult, ImageRequest
 from engines.diffusion.schedulers import SCHEDULERS, sampler_label
@@ -305,7 +304,7 @@ class ImagesPanel(QWidget):
         self._pending_preview: dict[str, Any] | None = None
         self._last_step = (0, 0)
         self.previews_shown = 0
-        self._render_preview_throttled = qthrottled(self._render_preview, timeout=_PREVIEW_INTERVAL_MS, parent=self)
+        self._render_preview_throttled = Throttled(self._render_preview, _PREVIEW_INTERVAL_MS, parent=self)
 
         self._build()
         self.upscaler = PanelUpscaler(self)  # "Upscale…" on a result, and image files dropped on the panel
@@ -415,9 +414,8 @@ class ImagesPanel(QWidget):
         self.negative_prompt.setFixedHeight(56)
         self.negative_prompt.submit_requested.connect(self.generate)
         self.negative_prompt.stop_requested.connect(self.cancel)
-        self.negative_section = QCollapsible("Negative prompt", expandedIcon="▾", collapsedIcon="▸")
+        self.negative_section = Collapsible("Negative prompt")
         self.negative_section.setObjectName("negativeSection")
-        self.negative_section.setDuration(120)
         self.negative_section.addWidget(self.negative_prompt)
         self.negative_section.layout().setContentsMargins(0, 0, 0, 0)
 
@@ -510,11 +508,8 @@ class ImagesPanel(QWidget):
         return self.init_drop
 
     def _build_strength_row(self) -> QHBoxLayout:
-        self.strength = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
+        self.strength = FractionSlider(0.05, 1.0, 0.05, decimals=2)
         self.strength.setObjectName("strengthSlider")
-        self.strength.setDecimals(2)
-        self.strength.setRange(0.05, 1.0)
-        self.strength.setSingleStep(0.05)
         self.strength.setValue(0.75)
         self.strength.setToolTip("How much to change the image: low keeps it close, 1 ignores it")
         self.clear_init_button = QPushButton("Clear")
@@ -966,7 +961,7 @@ class ImagesPanel(QWidget):
         self.prompt.setPlainText(result.prompt)
         self.negative_prompt.setPlainText(result.negative_prompt)
         if result.negative_prompt and not self.negative_section.isExpanded():
-            self.negative_section.expand(animate=False)
+            self.negative_section.expand()
         if result.model_folder and result.model_folder != self.model_folder():
             complete = self.select_model(result.model_folder)
         self.seed.set_seed(result.seed)

@@ -50,10 +50,10 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from superqt.utils import qthrottled
 
 from desktop.bridge import EventBridge
 from desktop.queue_view import DownloadEntry, DownloadQueue
+from desktop.widgets import Throttled
 from engines.errors import EmberError, ModelFileError
 from engines.hardware import GpuInfo, gpus, machine
 from engines.jobs import EventKind, JobEvent
@@ -216,7 +216,7 @@ class ModelsPanel(QWidget):
         self._loaded = False
         self._build()
         # Progress arrives ten times a second a download; the catalog's Status column needs far less.
-        self._download_changed_throttled = qthrottled(self._on_download_changed, timeout=250, parent=self)
+        self._download_changed_throttled = Throttled(self._on_download_changed, 250, parent=self)
         self.downloads.changed.connect(self._download_changed_throttled)
         self.downloads.removed.connect(self._on_download_changed)
         self.downloads.finished.connect(self._on_download_finished)

@@ -32,9 +32,9 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from superqt import QElidingLabel
 
 from desktop.bridge import EventBridge, JobOp
+from desktop.widgets import ElidingLabel
 from engines.errors import EmberError
 from engines.jobs import EventKind, JobEvent
 from engines.models.downloads import DownloadProgress, DownloadRecord, DownloadRequest, DownloadState, human_bytes
@@ -358,7 +358,7 @@ class DownloadRow(QFrame):
         self.queue = queue
         self.download_id = download_id
 
-        self.name_label = QElidingLabel("")
+        self.name_label = ElidingLabel("")
         self.name_label.setObjectName("downloadName")
         self.state_label = _label("", "downloadState")
         self.progress = QProgressBar()
