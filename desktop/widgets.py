@@ -129,6 +129,7 @@ class FractionSlider(QWidget):
                  parent: QWidget | None = None) -> None:  # fmt: skip
         super().__init__(parent)
         self._minimum, self._step = minimum, step
+        self._value = minimum
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setRange(0, round((maximum - minimum) / step))
         self.box = QDoubleSpinBox()
@@ -145,14 +146,15 @@ class FractionSlider(QWidget):
         self.box.valueChanged.connect(self.setValue)
 
     def value(self) -> float:
-        return round(self.box.value(), self.box.decimals())
+        return self._value
 
     def setValue(self, value: float) -> None:
-        value = min(max(float(value), self.box.minimum()), self.box.maximum())
-        changed = abs(value - self.box.value()) > 1e-9
+        value = round(min(max(float(value), self.box.minimum()), self.box.maximum()), self.box.decimals())
+        changed = value != self._value
+        self._value = value
         for widget, shown in ((self.box, value), (self.slider, round((value - self._minimum) / self._step))):
             widget.blockSignals(True)
             widget.setValue(shown)
             widget.blockSignals(False)
         if changed:
-            self.valueChanged.emit(self.value())
+            self.valueChanged.emit(value)
