@@ -18,6 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engines.api.commands import API_BENCH, SERVE
 from engines.documents.commands import DOCS_COMMAND
 from engines.errors import EmberError
 from engines.modality import Bench, Command
@@ -466,6 +467,7 @@ GENERAL_BENCHES = (
         _library_arguments,
         _library_bench,
     ),
+    API_BENCH,
 )
 
 BENCH = Command(
@@ -514,4 +516,4 @@ SELF_TEST = Command(
     run=cmd_self_test,
 )
 
-GENERAL = (MODELS, CHECK, VERIFY, DOCS_COMMAND, BENCH, SELF_TEST)
+GENERAL = (MODELS, CHECK, VERIFY, DOCS_COMMAND, SERVE, BENCH, SELF_TEST)

@@ -162,13 +162,21 @@ class GumbelChooser:
 
 
 def sampler_chain(
-    llm: Any, top_k: int, top_p: float, min_p: float, temperature: float, repeat_penalty: float, chooser: Chooser
+    llm: Any,
+    top_k: int,
+    top_p: float,
+    min_p: float,
+    temperature: float,
+    repeat_penalty: float,
+    chooser: Chooser,
+    grammar: Any = None,
 ) -> Any:
     """Return llama.cpp's sampler chain for these settings with ``chooser`` in place of its random draw.
 
     The steps and their order are those llama-cpp-python's ``Llama.generate`` builds
-    (penalties, top-k, typical, top-p, min-p, temperature), so every setting keeps its
-    meaning; only the final draw among the survivors is the watermark's.
+    (penalties, grammar, top-k, typical, top-p, min-p, temperature), so every setting keeps its
+    meaning; only the final draw among the survivors is the watermark's. ``grammar`` (a
+    ``llama_cpp.LlamaGrammar``, or None) leaves only the tokens it allows.
     """
     import llama_cpp
     from llama_cpp import _internals
@@ -181,6 +189,8 @@ def sampler_chain(
         penalty_freq=0.0,
         penalty_present=0.0,
     )
+    if grammar is not None:
+        chain.add_grammar(llm._model, grammar)
     chain.add_top_k(top_k)
     chain.add_typical(1.0, 1)
     chain.add_top_p(top_p, 1)

@@ -198,8 +198,7 @@ class LlamaEngine:
                 f"The conversation is longer than the {self.context_tokens}-token context, so the model "
                 f"does not see the {dropped} oldest {what}."
             )
-        stops = request.stop if isinstance(request, CompletionRequest) else ()
-        return self._generate(tokens, request, stops, dropped, progress, cancel)
+        return self._generate(tokens, request, request.stop, dropped, progress, cancel)
 
     def prompt_tokens(self, request: ChatRequest | CompletionRequest) -> list[int]:
         """Return the tokens the model would read for ``request`` (after any trimming to fit)."""
@@ -398,6 +397,23 @@ class LlamaEngine:
             self._pieces[token] = cached
         return cached
 
+    def _schema_grammar(self, schema: str) -> Any:
+        """The grammar of JSON values of ``schema`` (JSON Schema text); raises EmberError when it cannot be made."""
+        import llama_cpp
+        from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+        try:
+            grammar = llama_cpp.LlamaGrammar.from_string(json_schema_to_gbnf(schema), verbose=False)
+        except Exception as exc:  # the converter raises whatever a schema it cannot read makes it raise
+            raise EmberError(f"The JSON schema for the reply cannot be used ({type(exc).__name__}: {exc}).") from None
+        # llama.cpp returns no sampler for a grammar it cannot parse; a chain with a missing sampler would crash.
+        vocab = self._llm._model.vocab
+        probe = llama_cpp.llama_sampler_init_grammar(vocab, grammar._grammar.encode(), grammar._root.encode())
+        if not probe:
+            raise EmberError("The JSON schema for the reply cannot be used (llama.cpp could not read its grammar).")
+        llama_cpp.llama_sampler_free(probe)
+        return grammar
+
     def _generate(
         self,
         tokens: list[int],
@@ -427,15 +443,23 @@ class LlamaEngine:
         started = time.perf_counter()
         first = None
         chooser = None
+        grammar = self._schema_grammar(request.json_schema) if request.json_schema else None
         if self.watermark_key is not None and s.temperature > 0:
             from engines.provenance import text_mark
 
             chooser = (self.watermark_chooser or text_mark.GumbelChooser)(self.watermark_key, seed)
             # llama.cpp's chain for these settings, ending in the watermark's choice instead of a random draw.
-            sampler = text_mark.sampler_chain(llm, s.top_k, s.top_p, s.min_p, s.temperature, s.repeat_penalty, chooser)
+            sampler = text_mark.sampler_chain(
+                llm, s.top_k, s.top_p, s.min_p, s.temperature, s.repeat_penalty, chooser, grammar
+            )
         else:
             sampler = llm._init_sampler(
-                top_k=s.top_k, top_p=s.top_p, min_p=s.min_p, temp=s.temperature, repeat_penalty=s.repeat_penalty
+                top_k=s.top_k,
+                top_p=s.top_p,
+                min_p=s.min_p,
+                temp=s.temperature,
+                repeat_penalty=s.repeat_penalty,
+                grammar=grammar,
             )
         made: list[int] = []  # the reply's tokens (and its end-of-turn token), for the prompt cache
         try:

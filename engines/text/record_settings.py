@@ -17,7 +17,12 @@ def settings_of(
 
     ``made`` says where (engines/reproducibility.py): the same settings and seed make the same reply there.
     """
+    # Stop strings and a JSON schema change the reply, so a record that has them keeps them.
+    shaped = {"stop": list(request.stop)} if request.stop else {}
+    if request.json_schema:
+        shaped["json_schema"] = request.json_schema
     return {
+        **shaped,
         **request.sampling.as_dict(),
         "seed": seed,
         "context_tokens": context_tokens,

@@ -70,6 +70,10 @@ class ChatRequest:
     sampling: Sampling = field(default_factory=Sampling)
     mode: Literal["reply", "continue"] = "reply"
     overflow: Literal["drop_oldest", "error"] = "drop_oldest"
+    # The reply ends before the first of these strings (which is not part of it).
+    stop: tuple[str, ...] = ()
+    # A JSON Schema (as JSON text) the reply must be a JSON value of, enforced by a grammar; "" for none.
+    json_schema: str = ""
     # The stored conversation the reply belongs to: the Studio keeps the delivered reply there (never the panel).
     conversation_id: int | None = field(default=None, compare=False)
 
@@ -86,6 +90,7 @@ class CompletionRequest:
     stop: tuple[str, ...] = ()
     overflow: Literal["drop_oldest", "error"] = "drop_oldest"
     conversation_id: int | None = field(default=None, compare=False)
+    json_schema: str = ""  # as ChatRequest.json_schema
 
 
 @dataclass(frozen=True)
