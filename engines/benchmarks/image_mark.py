@@ -3,9 +3,11 @@
 ``evaluate`` marks every image, attacks it (JPEG 75 and 50, a 50 % resize, a crop
 removing 10 % of the area, brightness x1.3 and x0.7) and decodes it again; it
 also runs the detector on the unmarked images and on marked ones with another
-installation's key. ``test_images`` gathers scikit-image's photographs (native
-size and 1024x1024) and synthetic "generated-looking" images. scikit-image is a
-bench/test dependency only, imported inside ``test_images``.
+installation's key. ``GEOMETRY_ATTACKS`` are the edits people make before they
+share a picture: straightening (a turn with the crop it implies), quarter turns,
+mirroring, zooms with a change of aspect, and screenshots. ``image_sets``
+gathers the real photographs of ``engines/benchmarks/photos.py`` (native size
+and 1024x1024) and synthetic "generated-looking" images.
 """
 
 from __future__ import annotations
@@ -18,29 +20,11 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from engines.provenance import image_mark
 
 Attack = Callable[[np.ndarray, int], np.ndarray]
-
-_PHOTOGRAPHS = (
-    "astronaut",
-    "coffee",
-    "chelsea",
-    "rocket",
-    "camera",
-    "immunohistochemistry",
-    "hubble_deep_field",
-    "retina",
-    "moon",
-    "coins",
-    "clock",
-    "brick",
-    "grass",
-    "gravel",
-    "colorwheel",
-)
 
 
 def _pil(image: np.ndarray) -> Image.Image:
@@ -92,6 +76,72 @@ def brightness(factor: float) -> Attack:
     return attack
 
 
+def rotate(degrees: float) -> Attack:
+    """Return an attack that turns the image by ``degrees`` (counter-clockwise, bicubic) and crops what that implies.
+
+    The crop is the largest centred rectangle of the original aspect ratio that
+    holds no corner of the background, as a photo app's straightening tool does.
+    """
+
+    def attack(image: np.ndarray, seed: int) -> np.ndarray:
+        picture = _pil(image)
+        width, height = picture.size
+        turned = picture.rotate(degrees, resample=Image.Resampling.BICUBIC, expand=True)
+        a = math.radians(abs(degrees))
+        keep = min(
+            width / (width * math.cos(a) + height * math.sin(a)), height / (width * math.sin(a) + height * math.cos(a))
+        )
+        w, h = int(width * keep), int(height * keep)
+        x0, y0 = (turned.size[0] - w) // 2, (turned.size[1] - h) // 2
+        return np.asarray(turned.crop((x0, y0, x0 + w, y0 + h)))
+
+    return attack
+
+
+def quarter_turns(count: int) -> Attack:
+    """Return an attack that turns the image by ``count`` quarter turns (counter-clockwise; lossless)."""
+    return lambda image, seed: np.ascontiguousarray(np.rot90(image, count))
+
+
+def mirror(image: np.ndarray, seed: int) -> np.ndarray:
+    """Flip the image left to right."""
+    return np.ascontiguousarray(image[:, ::-1])
+
+
+def scale(factor_x: float, factor_y: float) -> Attack:
+    """Return an attack that resizes each side by its own factor (bicubic): a zoom with a change of aspect."""
+
+    def attack(image: np.ndarray, seed: int) -> np.ndarray:
+        h, w = image.shape[:2]
+        size = (max(1, round(w * factor_x)), max(1, round(h * factor_y)))
+        return np.asarray(_pil(image).resize(size, Image.Resampling.BICUBIC))
+
+    return attack
+
+
+def sharpen(image: np.ndarray, seed: int) -> np.ndarray:
+    """Unsharp-mask the image (radius 1.5, 80 %), as screenshot tools and social sites do after scaling."""
+    return np.asarray(_pil(image).filter(ImageFilter.UnsharpMask(radius=1.5, percent=80, threshold=2)))
+
+
+def png(image: np.ndarray, seed: int) -> np.ndarray:
+    """Save as PNG and read back (lossless: what a screenshot writes)."""
+    buffer = io.BytesIO()
+    _pil(image).save(buffer, format="PNG")
+    return np.asarray(Image.open(io.BytesIO(buffer.getvalue())))
+
+
+def chain(*attacks: Attack) -> Attack:
+    """Return an attack that applies ``attacks`` in order."""
+
+    def attack(image: np.ndarray, seed: int) -> np.ndarray:
+        for step in attacks:
+            image = step(image, seed)
+        return image
+
+    return attack
+
+
 ATTACKS: dict[str, Attack] = {
     "none": lambda image, seed: image,
     "jpeg75": jpeg(75),
@@ -100,6 +150,28 @@ ATTACKS: dict[str, Attack] = {
     "crop10": crop(0.10),
     "bright1.3": brightness(1.3),
     "bright0.7": brightness(0.7),
+}
+
+# What people do to a picture before they share it: straighten it, turn or mirror it, zoom it with a change
+# of aspect, and screenshots (scale, sharpen, re-encode). Each must decode at 90 % or more.
+GEOMETRY_ATTACKS: dict[str, Attack] = {
+    "rotate1": rotate(1.0),
+    "rotate-2": rotate(-2.0),
+    "rotate5": rotate(5.0),
+    "rotate-7": rotate(-7.0),
+    "rotate10": rotate(10.0),
+    "rotate-10": rotate(-10.0),
+    "turn90": quarter_turns(1),
+    "turn180": quarter_turns(2),
+    "turn270": quarter_turns(3),
+    "mirror": mirror,
+    "scale0.5x0.55": scale(0.5, 0.55),
+    "scale2x1.8": scale(2.0, 1.8),
+    "scale1.1x1.0": scale(1.1, 1.0),
+    "rotate4+crop10+scale0.7+jpeg75": chain(rotate(4.0), crop(0.10), resize(0.7), jpeg(75)),
+    "rotate-8+crop10+scale1.5+jpeg75": chain(rotate(-8.0), crop(0.10), resize(1.5), jpeg(75)),
+    "screenshot: scale0.8+sharpen+png": chain(resize(0.8), sharpen, png),
+    "screenshot: scale1.25+sharpen+jpeg85": chain(resize(1.25), sharpen, jpeg(85)),
 }
 
 
@@ -145,18 +217,24 @@ def _decoded_bits(image: np.ndarray, key: bytes) -> int | None:
     return result.payload if result.found else None
 
 
-def evaluate(images: list[np.ndarray], key: bytes, *, attacks: dict[str, Attack] | None = None) -> dict:
+def evaluate(
+    images: list[np.ndarray],
+    key: bytes,
+    *,
+    attacks: dict[str, Attack] | None = None,
+    null_attacks: tuple[str, ...] | None = None,
+) -> dict:
     """Mark, attack and decode every image; return the figures as a dict.
 
     Keys: ``images``, ``payload_bits``, ``psnr_db`` and ``ssim`` ({mean, min}),
     ``attacks`` ({name: {exact_rate, bit_accuracy, failures}}), ``false_detections``
-    ({unmarked, unmarked_images, unmarked_trials (each unmarked image as is and under every attack),
-    lowest_p_value_unmarked, wrong_key, wrong_key_images}),
-    ``embed_ms`` and ``detect_ms`` ({"1024x1024": median, "native": median}; detect_ms also
-    "1024x1024_unmarked", the full period search that an unmarked image costs).
+    ({unmarked, unmarked_images, unmarked_trials (each unmarked image as is and under every attack
+    named in ``null_attacks``, all by default), lowest_p_value_unmarked, wrong_key, wrong_key_images}),
+    ``embed_ms`` and ``detect_ms`` ({"native": median}).
     Bit accuracy counts an undetected image as 50 % (the decoder reports nothing).
     """
     attacks = attacks or ATTACKS
+    nulls = [attacks[name] for name in (null_attacks or tuple(attacks))]
     wrong_key = hashlib.blake2b(b"another installation", key=key[:64], digest_size=32).digest()
     psnrs, ssims = [], []
     exact = {name: 0 for name in attacks}
@@ -181,26 +259,12 @@ def evaluate(images: list[np.ndarray], key: bytes, *, attacks: dict[str, Attack]
             accuracy[name] += _bit_accuracy(found, payload)
             if found != payload:
                 failures[name].append(index)
-        for attack in attacks.values():  # every unmarked image, as is and attacked, is a null trial
+        for attack in nulls:  # every unmarked image, as is and attacked, is a null trial
             result = image_mark.detect(attack(image, index), key)
             false_unmarked += result.found
             null_trials += 1
             lowest_p = min(lowest_p, result.p_value)
         false_wrong += image_mark.detect(marked, wrong_key).found
-
-    square = [np.asarray(_pil(image).resize((1024, 1024), Image.Resampling.BICUBIC)) for image in images[:3]]
-    embed_1024, detect_1024, search_1024 = [], [], []
-    for round_ in range(5):
-        for image in square:
-            start = time.perf_counter()
-            marked = image_mark.embed(image, round_, key)
-            embed_1024.append((time.perf_counter() - start) * 1000)
-            start = time.perf_counter()
-            image_mark.detect(marked, key)
-            detect_1024.append((time.perf_counter() - start) * 1000)
-            start = time.perf_counter()
-            image_mark.detect(image, key)  # unmarked: the slowest path, every period searched
-            search_1024.append((time.perf_counter() - start) * 1000)
 
     n = len(images)
     return {
@@ -220,13 +284,34 @@ def evaluate(images: list[np.ndarray], key: bytes, *, attacks: dict[str, Attack]
             "wrong_key": false_wrong,
             "wrong_key_images": n,
         },
-        "embed_ms": {"1024x1024": statistics.median(embed_1024), "native": statistics.median(embed_native)},
-        "detect_ms": {
-            "1024x1024": statistics.median(detect_1024),
-            "native": statistics.median(detect_native),
-            "1024x1024_unmarked": statistics.median(search_1024),
-        },
+        "embed_ms": {"native": statistics.median(embed_native)},
+        "detect_ms": {"native": statistics.median(detect_native)},
     }
+
+
+def timings(images: list[np.ndarray], key: bytes, *, side: int = 1024, rounds: int = 5) -> dict[str, float]:
+    """Return median milliseconds at ``side`` x ``side`` (the first three images, squared) for: embed,
+    detect (marked, untouched), detect_turned (marked, turned 5 degrees: the geometry search) and
+    detect_unmarked (the slowest path: every search runs and finds nothing)."""
+    square = [
+        np.asarray(_pil(_gray_to_rgb(image)).resize((side, side), Image.Resampling.BICUBIC)) for image in images[:3]
+    ]
+    turn = rotate(5.0)
+    spent: dict[str, list[float]] = {"embed": [], "detect": [], "detect_turned": [], "detect_unmarked": []}
+
+    def clock(what: str, run: Callable[..., object], *args: object) -> object:
+        start = time.perf_counter()
+        out = run(*args)
+        spent[what].append((time.perf_counter() - start) * 1000)
+        return out
+
+    for round_ in range(rounds):
+        for image in square:
+            marked = clock("embed", image_mark.embed, image, round_, key)
+            clock("detect", image_mark.detect, marked, key)
+            clock("detect_turned", image_mark.detect, turn(marked, round_), key)
+            clock("detect_unmarked", image_mark.detect, image, key)
+    return {what: statistics.median(values) for what, values in spent.items()}
 
 
 def _gray_to_rgb(image: np.ndarray) -> np.ndarray:
@@ -265,17 +350,17 @@ def synthetic_images(size: int = 512, count: int = 6, seed: int = 7) -> list[np.
     return images
 
 
-def test_images(*, square: int = 1024, synthetic: int = 6) -> list[np.ndarray]:
-    """Return the benchmark's images: skimage photographs at native size and at ``square``x``square``, and synthetics.
+def image_sets(*, square: int = 1024, synthetic: int = 6) -> dict[str, list[np.ndarray]]:
+    """Return the benchmark's image sets: the real photographs (engines/benchmarks/photos.py) at native size
+    and at ``square`` x ``square``, and generated-looking synthetics at 512 and at ``square``.
 
     Grey photographs stay grey at native size; the square copies are RGB.
     """
-    import skimage.data
+    from engines.benchmarks.photos import photographs
 
-    photos = [getattr(skimage.data, name)() for name in _PHOTOGRAPHS]
-    native = [photo if photo.ndim == 2 else photo[..., :3] for photo in photos]
+    native = [photo for _, photo in photographs()]
     resized = [
-        np.asarray(_pil(_gray_to_rgb(photo)).resize((square, square), Image.Resampling.BICUBIC)) for photo in photos
+        np.asarray(_pil(_gray_to_rgb(photo)).resize((square, square), Image.Resampling.BICUBIC)) for photo in native
     ]
     made = synthetic_images(512, synthetic) + synthetic_images(square, synthetic, seed=11)
-    return native + resized + made
+    return {"photos, native size": native, f"photos, {square}x{square}": resized, "generated-looking": made}

@@ -69,15 +69,50 @@ def test_payload_survives_brightness_changes(marked: list[np.ndarray]) -> None:
     assert _decodes(marked, bench.brightness(0.7)) == [PAYLOAD] * len(marked)
 
 
+@pytest.mark.parametrize("degrees", [2.0, -5.0, 10.0])
+def test_payload_survives_straightening_a_turn_with_its_crop(marked: list[np.ndarray], degrees: float) -> None:
+    assert _decodes(marked, bench.rotate(degrees)) == [PAYLOAD] * len(marked)
+
+
+def test_payload_survives_quarter_turns_and_mirroring(marked: list[np.ndarray]) -> None:
+    for attack in (bench.quarter_turns(1), bench.quarter_turns(2), bench.quarter_turns(3), bench.mirror):
+        assert _decodes(marked, attack) == [PAYLOAD] * len(marked)
+
+
+def test_payload_survives_zooms_with_a_change_of_aspect(marked: list[np.ndarray]) -> None:
+    assert _decodes(marked, bench.scale(0.5, 0.55)) == [PAYLOAD] * len(marked)
+    assert _decodes(marked, bench.scale(2.0, 1.8)) == [PAYLOAD] * len(marked)
+
+
+def test_payload_survives_a_turn_a_crop_a_resize_and_jpeg_together(marked: list[np.ndarray]) -> None:
+    attack = bench.chain(bench.rotate(4.0), bench.crop(0.10), bench.resize(0.7), bench.jpeg(75))
+    assert _decodes(marked, attack) == [PAYLOAD] * len(marked)
+
+
+def test_payload_survives_a_screenshot(marked: list[np.ndarray]) -> None:
+    assert _decodes(marked, bench.chain(bench.resize(0.8), bench.sharpen, bench.png)) == [PAYLOAD] * len(marked)
+    assert _decodes(marked, bench.chain(bench.resize(1.25), bench.sharpen, bench.jpeg(85))) == [PAYLOAD] * len(marked)
+
+
+def test_a_found_mark_is_vouched_for_by_its_check_bits(marked: list[np.ndarray]) -> None:
+    # every search together may test the check bits at most _MAX_ATTEMPTS times
+    bound = image_mark._MAX_ATTEMPTS * 2.0**-image_mark.CHECK_BITS
+    for attack in (bench.rotate(5.0), bench.quarter_turns(1), bench.crop(0.10)):
+        result = image_mark.detect(attack(marked[0], 0), KEY)
+        assert result.found and 0 < result.p_value <= bound and result.confidence >= 1 - bound
+
+
 def test_unmarked_photographs_are_not_detected(photographs: list[np.ndarray]) -> None:
     for photo in photographs:
-        result = image_mark.detect(photo, KEY)
-        assert not result.found and result.payload is None
+        for attack in (lambda image, seed: image, bench.rotate(5.0), bench.mirror):
+            result = image_mark.detect(attack(photo, 0), KEY)
+            assert not result.found and result.payload is None
 
 
 def test_wrong_key_does_not_detect(marked: list[np.ndarray]) -> None:
     for image in marked:
         assert not image_mark.detect(image, OTHER_KEY).found
+        assert not image_mark.detect(bench.rotate(5.0)(image, 0), OTHER_KEY).found
 
 
 def test_grey_and_rgba_images_keep_their_shape_and_alpha(photographs: list[np.ndarray]) -> None:
