@@ -17,8 +17,8 @@ from typing import Any, ClassVar
 
 from engines.conversations import ConversationStore
 from engines.database import Database
+from engines.documents.service import EMBED_LANE, Documents, EmbedTextsRequest, IndexFolderRequest
 from engines.documents.service import LANE as DOCUMENTS_LANE
-from engines.documents.service import Documents, IndexFolderRequest
 from engines.documents.watch import FolderWatch
 from engines.errors import Cancelled, EmberError, EngineCrashed, OutputBlocked, describe_exit
 from engines.host import EnginePool
@@ -226,10 +226,11 @@ class Studio:
         # The person's documents (chat with your files): index runs are jobs of their own lane.
         self.documents = Documents.for_studio(self)
         self._handlers[IndexFolderRequest] = self.documents.run_job
-        # Downloads and index runs get their own lanes, so a model can arrive or a folder be read
-        # while another one generates.
+        self._handlers[EmbedTextsRequest] = self.documents.run_embed_job
+        # Downloads, index runs and texts to embed (the API's) get their own lanes, so a model can arrive
+        # or a folder be read while another one generates, and an embedding waits for no index run.
         self.queue = JobQueue(
-            self._run, route=self._route, lanes=("cpu", "gpu", "download", DOCUMENTS_LANE), what="engine"
+            self._run, route=self._route, lanes=("cpu", "gpu", "download", DOCUMENTS_LANE, EMBED_LANE), what="engine"
         )
         # Folders a stopped run left half-read, and files changed since: brought up to date in the background.
         for refresh in self.documents.refresh_requests():
@@ -481,6 +482,8 @@ class Studio:
             return "download"
         if isinstance(request, IndexFolderRequest):
             return DOCUMENTS_LANE
+        if isinstance(request, EmbedTextsRequest):
+            return EMBED_LANE
         modality = modality_of(request)
         device = modality.device_of(request) if modality is not None else "cpu"
         if device == "gpu" or (device == "auto" and self._has_gpu()):
@@ -493,7 +496,7 @@ class Studio:
 
     def _run(self, job: Job) -> Any:
         if self.safety.guard is not None and not isinstance(
-            job.request, (VerifyRequest, QueuedDownload, IndexFolderRequest)
+            job.request, (VerifyRequest, QueuedDownload, IndexFolderRequest, EmbedTextsRequest)
         ):
             # The guard model is too slow for submission time: it judges the prompt here, before the engine runs.
             job.emit(EventKind.PROGRESS, Checking())

@@ -3,7 +3,8 @@
 Text models are those the model library finds (embedded, imported, downloaded, in other tools'
 folders); an embedded one is named by its short id ("smollm2-135m-instruct"), any other by its
 library id. Image models are the library's diffusion folders, speech models its voices ("heart",
-"joe", downloaded piper voices), transcription models the embedded Whisper ("whisper-tiny-en").
+"joe", downloaded piper voices), transcription models the embedded Whisper ("whisper-tiny-en"), the
+embedding model document search's MiniLM ("all-minilm-l6-v2").
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from engines.api.errors import ApiError
 log = logging.getLogger(__name__)
 
 # What each endpoint runs: a model of another kind is refused with a message that says so.
-CHAT, IMAGE, SPEECH, TRANSCRIPTION = "text", "image", "speech", "transcription"
+CHAT, IMAGE, SPEECH, TRANSCRIPTION, EMBEDDING = "text", "image", "speech", "transcription", "embedding"
+EMBEDDING_ID = "all-minilm-l6-v2"  # document search's embedding model (int8 ONNX), 384 dimensions
 _REFRESH_S = 10.0  # an unknown name looks again at most this often (a model imported meanwhile)
 
 
@@ -28,7 +30,7 @@ class ServedModel:
     """One model as the API lists it. ``path`` is what the engines load; ``chat`` whether it has a chat template."""
 
     id: str
-    kind: str  # CHAT, IMAGE, SPEECH or TRANSCRIPTION
+    kind: str  # CHAT, IMAGE, SPEECH, TRANSCRIPTION or EMBEDDING
     path: str
     name: str
     chat: bool = False
@@ -93,6 +95,7 @@ class ServedModels:
         models += _library_models(self._db)
         models += _voices()
         models += _whisper()
+        models += _embedding()
         self._models = {m.id: m for m in models}
         self._found_s = time.monotonic()
 
@@ -136,3 +139,15 @@ def _whisper() -> list[ServedModel]:
     if not WHISPER_TINY_EN.installed:
         return []
     return [ServedModel(WHISPER_TINY_EN.id, TRANSCRIPTION, str(WHISPER_TINY_EN.path()), WHISPER_TINY_EN.name)]
+
+
+def _embedding() -> list[ServedModel]:
+    from engines.errors import ModelFileError
+    from engines.safety.semantic import embedded_files
+
+    try:
+        model, _ = embedded_files()
+    except ModelFileError as exc:
+        log.info("The API serves no embeddings: %s", exc)
+        return []
+    return [ServedModel(EMBEDDING_ID, EMBEDDING, str(model), "all-MiniLM-L6-v2 (int8, 384 dimensions)")]

@@ -10,6 +10,10 @@ its job, queued or running.
 Fair sharing: a client's job is queued at priority minus the number of its jobs already queued
 or running, so a client with four requests in flight waits behind another client's first one
 (the window's jobs are priority 0, like every client's first).
+
+``/v1/embeddings`` runs document search's embedding model as a job of its own lane: vectors are no
+output (nothing is generated, kept or watermarked), and a text longer than the model reads is
+refused, not cut.
 """
 
 from __future__ import annotations
@@ -35,9 +39,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import numpy as np
+
 from engines.api import translate
 from engines.api.errors import ApiError, invalid, unsupported
-from engines.api.models import IMAGE, SPEECH, TRANSCRIPTION, ServedModels
+from engines.api.models import EMBEDDING, IMAGE, SPEECH, TRANSCRIPTION, ServedModels
 from engines.errors import EmberError
 from engines.jobs import EventKind, JobEvent
 
@@ -697,6 +703,62 @@ def _transcription(handler: _Handler, raw: bytes) -> None:
     handler.send_json(200, answer)
 
 
+def _embeddings(handler: _Handler, data: Any) -> None:
+    from engines.documents.service import EMBED_MAX_TEXTS, EmbedTextsRequest
+    from engines.safety.semantic import MAX_TOKENS
+
+    body = translate.Body(data)
+    model = handler.api.models.get(body.get("model"), EMBEDDING, "/v1/embeddings")
+    given = body.get("input")
+    texts = [given] if isinstance(given, str) else given
+    if not isinstance(texts, list) or not texts:
+        raise invalid("input", "'input' must be a text or a list of texts to embed.")
+    if not all(isinstance(text, str) for text in texts):
+        raise unsupported("input", "token arrays: give the texts themselves")
+    if len(texts) > EMBED_MAX_TEXTS:
+        raise invalid("input", f"'input' holds {len(texts)} texts; at most {EMBED_MAX_TEXTS} a request.")
+    for index, text in enumerate(texts):
+        if not text.strip():
+            raise invalid("input", f"Text {index} of 'input' is empty; an empty text has no meaning to embed.")
+    fmt = body.string("encoding_format", "float")
+    if fmt not in ("float", "base64"):
+        raise invalid("encoding_format", f"'encoding_format' must be 'float' or 'base64', not '{fmt}'.")
+    dimensions = body.integer("dimensions", None, 1, 1 << 16)
+    if dimensions not in (None, 384):
+        raise unsupported("dimensions", f"{model.id} makes 384-dimensional vectors and cannot shorten them")
+    client = translate._client(body)
+    body.finish()
+    counts = handler.api.studio.documents.token_counts(texts)
+    for index, count in enumerate(counts):
+        if count > MAX_TOKENS:
+            raise ApiError(
+                400,
+                f"Text {index} of 'input' is {count} tokens; {model.id} reads at most {MAX_TOKENS} and would cut "
+                "the rest off unseen. Split it.",
+                param="input",
+                code="context_length_exceeded",
+            )
+    event, _ = handler.run_job(EmbedTextsRequest(tuple(texts)), client)
+    if event.kind is not EventKind.RESULT:
+        raise _ended(event, "embedding", "input")
+    result = event.data
+    vectors = np.asarray(result.vectors, dtype=np.float32)
+    rows = [
+        base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii") if fmt == "base64" else vector.tolist()
+        for vector in vectors
+    ]
+    tokens = sum(result.tokens)
+    handler.send_json(
+        200,
+        {
+            "object": "list",
+            "data": [{"object": "embedding", "index": i, "embedding": row} for i, row in enumerate(rows)],
+            "model": model.id,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        },
+    )
+
+
 def _form(content_type: str, raw: bytes) -> tuple[dict[str, str], tuple[str, bytes] | None]:
     """The fields of a multipart/form-data body (text ones as strings) and its 'file' (name, bytes) or None."""
     if not content_type.lower().startswith("multipart/form-data"):
@@ -727,6 +789,7 @@ _POST: dict[str, _Route] = {
     "/v1/audio/speech": _speech,
     "/v1/images/generations": _images,
     "/v1/audio/transcriptions": _transcription,
+    "/v1/embeddings": _embeddings,
 }
 
 

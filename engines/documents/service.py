@@ -24,7 +24,7 @@ from engines.documents.indexing import IndexProgress, IndexReport, ProgressCallb
 from engines.documents.search import Fusion, Mode, Passage, search
 from engines.documents.store import DocumentIndex, FileInfo, FolderInfo, normalise
 from engines.errors import EmberError
-from engines.safety.semantic import Embed
+from engines.safety.semantic import MAX_TOKENS, Embed
 from engines.text.requests import ChatRequest, Message
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,32 @@ class IndexFolderRequest:
     PROMPTLESS: ClassVar[bool] = True  # file paths, no text a person wrote for a model
 
     folder: str
+
+
+EMBED_LANE = "embeddings"  # the job queue's lane for texts to embed: never behind a folder's index run
+EMBED_MAX_TEXTS = 2048  # texts in one request (OpenAI's limit for /v1/embeddings)
+
+
+@dataclass(frozen=True)
+class EmbedTextsRequest:
+    """Texts to unit vectors with the document search's embedding model (the API's ``/v1/embeddings``).
+
+    Nothing is generated and nobody reads a vector, so there is no prompt to check and no output to
+    keep: the texts go to the model and the vectors back, as the documents' own passages do.
+    """
+
+    PROMPTLESS: ClassVar[bool] = True
+
+    texts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    """One unit vector a text (len(texts) x 384, float32), the word pieces each text took, the model's id."""
+
+    vectors: Any
+    tokens: tuple[int, ...]
+    model: str
 
 
 @dataclass(frozen=True)
@@ -189,6 +215,38 @@ class Documents:
         if report.failed:
             job.emit(EventKind.NOTICE, _failures_notice(report))
         return report
+
+    # -- embeddings ---------------------------------------------------------------------------
+    def token_counts(self, texts: Sequence[str]) -> list[int]:
+        """The word pieces each text takes in the embedding model, with its [CLS] and [SEP]."""
+        return [self._tokens.count(text) + 2 for text in texts]
+
+    def check_texts(self, texts: Sequence[str]) -> list[int]:
+        """Raise EmberError for texts the embedding model cannot take whole; return their token counts."""
+        if not texts:
+            raise EmberError("Give at least one text to embed.")
+        if len(texts) > EMBED_MAX_TEXTS:
+            raise EmberError(f"{len(texts)} texts is more than the {EMBED_MAX_TEXTS} one request may embed.")
+        counts = self.token_counts(texts)
+        for index, (text, count) in enumerate(zip(texts, counts, strict=True)):
+            if not text.strip():
+                raise EmberError(f"Text {index} is empty; an empty text has no meaning to embed.")
+            if count > MAX_TOKENS:
+                raise EmberError(
+                    f"Text {index} is {count} tokens; the embedding model reads at most {MAX_TOKENS} (it would "
+                    "cut the rest off unseen). Split it, as document search does with its passages."
+                )
+        return counts
+
+    def run_embed_job(self, job: Any) -> Embeddings:
+        """Run an :class:`EmbedTextsRequest` job (the Studio's handler)."""
+        if self._embed is None:
+            raise EmberError("There is no embedding model here.")
+        texts = list(job.request.texts)
+        counts = self.check_texts(texts)
+        if self._model_id is None:
+            self._model_id = embedding_model_id()
+        return Embeddings(self._embed(texts), tuple(counts), self._model_id)
 
     # -- search and chat ----------------------------------------------------------------------
     def search(

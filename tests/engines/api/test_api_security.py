@@ -114,7 +114,9 @@ def test_raw_http_errors_are_in_openai_shape(api: ApiServer) -> None:
     cases = [
         ("POST", "/v1/chat/completions", b"{not json", 400, "invalid_json"),
         ("GET", "/v1/nothing", None, 404, "unknown_endpoint"),
-        ("POST", "/v1/embeddings", {"model": "x", "input": "hi"}, 404, "unknown_endpoint"),
+        ("POST", "/v1/moderations", {"model": "x", "input": "hi"}, 404, "unknown_endpoint"),
+        ("POST", "/v1/embeddings", {"model": "x", "input": "hi"}, 404, "model_not_found"),
+        ("POST", "/v1/embeddings", {"model": "all-minilm-l6-v2", "input": 7}, 400, "invalid_value"),
         ("GET", "/v1/chat/completions", None, 405, "method_not_allowed"),
         ("POST", "/v1/chat/completions", {"model": CHAT_MODEL, "messages": []}, 400, "invalid_value"),
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import numpy as np
 import openai
 import pytest
 from conftest import BASE_MODEL, CHAT_MODEL
@@ -21,6 +22,7 @@ def test_models_lists_the_embedded_models_by_kind(client: Any) -> None:
     assert models[CHAT_MODEL].ember["kind"] == "text" and models[CHAT_MODEL].ember["chat"] is True
     assert models[BASE_MODEL].ember["chat"] is False
     assert models["heart"].ember["kind"] == "speech"
+    assert models["all-minilm-l6-v2"].ember["kind"] == "embedding"
     assert client.models.retrieve(CHAT_MODEL).id == CHAT_MODEL
 
 
@@ -203,3 +205,34 @@ def test_images_come_as_b64_png_with_their_records(api_studio: Studio, tiny_sd: 
         with pytest.raises(openai.BadRequestError) as caught:
             client.images.generate(model=model.id, prompt="a cat", size="64x64", response_format="url")
         assert caught.value.body["param"] == "response_format"
+
+
+def test_embeddings_are_unit_vectors_that_put_like_texts_together(client: Any, api_studio: Studio) -> None:
+    texts = ["The cat sat on the mat.", "A kitten is sleeping on the rug.", "Quarterly tax filing deadlines."]
+    reply = client.embeddings.create(model="all-minilm-l6-v2", input=texts)
+    assert [row.index for row in reply.data] == [0, 1, 2] and reply.model == "all-minilm-l6-v2"
+    vectors = np.array([row.embedding for row in reply.data])
+    assert vectors.shape == (3, 384) and np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.2  # meaning, not words: no word is shared
+    assert reply.usage.prompt_tokens == reply.usage.total_tokens == sum(api_studio.documents.token_counts(texts))
+    # the same vectors document search makes for its passages
+    assert np.allclose(vectors, api_studio.documents._embed(texts), atol=1e-5)
+    # base64 (the openai package's default on the wire) decodes to the same floats; one text alone too
+    single = client.embeddings.create(model="all-minilm-l6-v2", input=texts[0], encoding_format="float")
+    assert np.allclose(single.data[0].embedding, vectors[0], atol=1e-6)
+
+
+def test_embeddings_refuse_what_they_cannot_honour(client: Any) -> None:
+    cases = [
+        ({"input": "word " * 400}, "input", "context_length_exceeded"),  # longer than the model reads: never cut
+        ({"input": [[1, 2, 3]]}, "input", "unsupported_field"),  # token arrays
+        ({"input": ["fine", "  "]}, "input", "invalid_value"),
+        ({"input": "x", "dimensions": 128}, "dimensions", "unsupported_field"),
+        ({"input": "x", "encoding_format": "int8"}, "encoding_format", "invalid_value"),
+    ]
+    for fields, param, code in cases:
+        with pytest.raises(openai.BadRequestError) as caught:
+            client.embeddings.create(model="all-minilm-l6-v2", **fields)
+        assert caught.value.body["param"] == param and caught.value.body["code"] == code, fields
+    with pytest.raises(openai.NotFoundError):
+        client.embeddings.create(model=CHAT_MODEL, input="a chat model makes no embeddings")
