@@ -257,6 +257,7 @@ class MainWindow(QMainWindow):
         self.library.shutdown()
         self.verify.shutdown()
         self.downloads.shutdown()
+        self.settings_page.shutdown()
         self.bridge.detach()
 
     def closeEvent(self, event: QCloseEvent) -> None:

@@ -16,16 +16,20 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QApplication,
     QButtonGroup,
+    QCheckBox,
     QFileDialog,
     QFrame,
     QGridLayout,
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QLineEdit,
     QPushButton,
     QScrollArea,
     QSizePolicy,
+    QSpinBox,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -217,6 +221,16 @@ class SettingsPage(QWidget):
         self.audit_empty.setObjectName("emptyHint")
         layout.addWidget(self.audit_empty)
 
+        layout.addWidget(self._section_title("Local API"))
+        layout.addWidget(
+            self._hint(
+                "Other programs (editors, notebooks, chat front ends) can use Ember's models through an "
+                "OpenAI-compatible API, as they would LM Studio's or Ollama's. What they get passes the same "
+                "safety filter, carries the watermark and is kept in your library. Off unless you turn it on."
+            )
+        )
+        layout.addWidget(self._api_card())
+
         layout.addWidget(self._section_title("About this installation"))
         layout.addWidget(self._about_card())
         layout.addStretch(1)
@@ -279,6 +293,124 @@ class SettingsPage(QWidget):
             self._hint("`ember --self-test` (or `python main.py self-test`) checks every stage and prints this too.")
         )
         return card
+
+    def _api_card(self) -> QFrame:
+        """Serve the API on or off, its port, other computers (with a key) or this one only, and its state."""
+        from engines.api.service import ApiService
+
+        self.api = ApiService(self.studio)
+        card, layout = self._card()
+        self.api_enabled = QCheckBox("Serve the OpenAI-compatible API")
+        self.api_enabled.setObjectName("apiEnabled")
+        layout.addWidget(self.api_enabled)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Port"))
+        self.api_port = QSpinBox()
+        self.api_port.setObjectName("apiPort")
+        self.api_port.setRange(1024, 65535)
+        row.addWidget(self.api_port)
+        row.addStretch(1)
+        layout.addLayout(row)
+        self.api_network = QCheckBox("Let other computers on the network use it (they must send the key)")
+        self.api_network.setObjectName("apiNetwork")
+        layout.addWidget(self.api_network)
+        key_row = QHBoxLayout()
+        key_row.addWidget(QLabel("Key"))
+        self.api_key = QLineEdit()
+        self.api_key.setObjectName("apiKey")
+        self.api_key.setReadOnly(True)
+        self.api_key.setPlaceholderText("none: this computer only")
+        key_row.addWidget(self.api_key, 1)
+        self.api_new_key = QPushButton("New key")
+        self.api_new_key.clicked.connect(self.make_api_key)
+        self.api_copy_key = QPushButton("Copy")
+        self.api_copy_key.clicked.connect(lambda: QApplication.clipboard().setText(self.api_key.text()))
+        key_row.addWidget(self.api_new_key)
+        key_row.addWidget(self.api_copy_key)
+        layout.addLayout(key_row)
+        self.api_status = QLabel()
+        self.api_status.setObjectName("apiStatus")
+        self.api_status.setWordWrap(True)
+        self.api_status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout.addWidget(self.api_status)
+        layout.addWidget(
+            self._hint(
+                "Clients use the address shown as their base URL (from openai import OpenAI; "
+                "OpenAI(base_url=..., api_key=...)). On this computer any key is accepted until you make one. "
+                "python main.py serve runs the same API without the window."
+            )
+        )
+        self.api.start_saved()
+        self._show_api()
+        self.api_enabled.toggled.connect(lambda on: self._change_api(enabled=on))
+        self.api_network.toggled.connect(self._network_toggled)
+        self.api_port.editingFinished.connect(lambda: self._change_api(port=self.api_port.value()))
+        return card
+
+    # -- the local API -----------------------------------------------------------------------
+    def _change_api(self, **changes: Any) -> bool:
+        """Apply a change of the API's choice at once (restarting the server) and keep it."""
+        choice = replace(self.api.choice, **changes)
+        if choice == self.api.choice and not changes.get("enabled"):
+            return True
+        try:
+            served = self.api.apply(choice)
+        except EmberError as exc:  # the settings could not be written
+            self.api.error = f"The change is in use but could not be saved: {exc}"
+            served = False
+        self._show_api()
+        return served
+
+    def _network_toggled(self, on: bool) -> None:
+        key = self.api.choice.key
+        if on and not key:
+            from engines.api.service import new_key
+
+            key = new_key()
+        self._change_api(network=on, key=key)
+
+    def make_api_key(self) -> str:
+        """Replace the API's key with a new one (clients with the old one get 401); returns it."""
+        from engines.api.service import new_key
+
+        key = new_key()
+        self._change_api(key=key)
+        return key
+
+    def _show_api(self) -> None:
+        choice = self.api.choice
+        for widget, value in ((self.api_enabled, choice.enabled), (self.api_network, choice.network)):
+            widget.blockSignals(True)
+            widget.setChecked(value)
+            widget.blockSignals(False)
+        self.api_port.blockSignals(True)
+        self.api_port.setValue(choice.port)
+        self.api_port.blockSignals(False)
+        self.api_key.setText(choice.key)
+        self.api_copy_key.setEnabled(bool(choice.key))
+        if self.api.error:
+            self.api_status.setObjectName("errorRow")
+            self.api_status.setText(self.api.error)
+        elif self.api.url and choice.network:
+            import socket
+
+            self.api_status.setObjectName("apiStatus")
+            self.api_status.setText(
+                f"Serving at http://127.0.0.1:{choice.port}/v1 here, and at http://{socket.gethostname()}:"
+                f"{choice.port}/v1 to other computers on the network, with the key."
+            )
+        elif self.api.url:
+            self.api_status.setObjectName("apiStatus")
+            self.api_status.setText(f"Serving at {self.api.url} (this computer only).")
+        else:
+            self.api_status.setObjectName("apiStatus")
+            self.api_status.setText("Off.")
+        self.api_status.style().unpolish(self.api_status)
+        self.api_status.style().polish(self.api_status)
+
+    def shutdown(self) -> None:
+        """Stop serving the API (before the Studio closes)."""
+        self.api.close()
 
     def _levels_card(self) -> QFrame:
         card, layout = self._card()

@@ -165,7 +165,7 @@ class ApiServer:
         except OSError as exc:
             raise EmberError(
                 f"Ember cannot serve on {self.settings.host}:{self.settings.port} ({exc.strerror or exc}). "
-                "Another program may use that port; pick another with --port."
+                "Another program may use that port; pick another (--port)."
             ) from None
         self._thread: threading.Thread | None = None
 
