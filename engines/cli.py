@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from engines.api.commands import API_BENCH, SERVE
 from engines.documents.commands import DOCS_COMMAND
 from engines.errors import EmberError
+from engines.evaluation.commands import EVALUATE
 from engines.modality import Bench, Command
 
 if TYPE_CHECKING:
@@ -519,4 +520,4 @@ SELF_TEST = Command(
     run=cmd_self_test,
 )
 
-GENERAL = (MODELS, CHECK, VERIFY, DOCS_COMMAND, SERVE, BENCH, SELF_TEST)
+GENERAL = (MODELS, CHECK, VERIFY, DOCS_COMMAND, SERVE, EVALUATE, BENCH, SELF_TEST)

@@ -1,0 +1,1 @@
+"""Evaluation: diversity and quality proxies of what the models make (``main.py evaluate``)."""

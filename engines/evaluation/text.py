@@ -1,0 +1,144 @@
+"""Evaluate a text model on one prompt: N samples through the Studio, their diversity, a quality proxy, speed.
+
+The samples go through the same queue, safety filter and watermark as the window's replies (and are
+kept in the library, like every output). Diversity: distinct-1, distinct-2 and self-BLEU over the
+samples. Quality proxy: the perplexity of each reply under a reference model (the embedded model by
+default), scored bare by llama-cpp-python in this process: the lower, the more the reference model
+finds the text likely; it says nothing of truth or usefulness. Speed: the engine's generation tokens/s
+and the time to the first token, as min, median and max over the samples.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from engines.errors import EmberError
+from engines.evaluation import metrics
+
+
+@dataclass(frozen=True)
+class TextEvaluation:
+    """What :func:`evaluate_text` measured (``spread`` holds (min, median, max) of each per-sample figure)."""
+
+    model: str
+    prompt: str
+    samples: tuple[str, ...]
+    distinct_1: float
+    distinct_2: float
+    self_bleu: float
+    reference_model: str
+    perplexity: tuple[float, ...]
+    spread: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+
+    def table(self) -> str:
+        """A small table in the style of the benches."""
+        lines = [
+            f"evaluate text: {self.model} on {len(self.samples)} samples of one prompt",
+            f"  prompt: {self.prompt[:80]}",
+            f"  perplexity under: {self.reference_model}",
+            "",
+            f"{'figure':<34} {'value':>10}  {'min':>9} {'median':>9} {'max':>9}",
+            f"{'distinct-1 (diversity)':<34} {self.distinct_1:10.3f}",
+            f"{'distinct-2 (diversity)':<34} {self.distinct_2:10.3f}",
+            f"{'self-BLEU (lower: more diverse)':<34} {self.self_bleu:10.3f}",
+        ]
+        for name, (low, mid, high) in self.spread.items():
+            lines.append(f"{name:<34} {mid:10.2f}  {low:9.2f} {mid:9.2f} {high:9.2f}")
+        return "\n".join(lines)
+
+
+def _spread(values: list[float]) -> tuple[float, float, float]:
+    return (min(values), statistics.median(values), max(values))
+
+
+def reference_perplexity(model_path: str, texts: list[str], context_tokens: int = 2048) -> list[float]:
+    """Perplexity of each text under the GGUF model at ``model_path`` (whole vocabulary, temperature 1)."""
+    import numpy as np
+
+    from engines.text.cpu_backend import ready_llama_cpp
+
+    llama_cpp = ready_llama_cpp()  # the CPU kernels Ember chose for this machine, as the engine loads them
+    llm = llama_cpp.Llama(model_path, n_ctx=context_tokens, logits_all=True, n_gpu_layers=0, verbose=False)
+    try:
+        out = []
+        for text in texts:
+            tokens = llm.tokenize(text.encode("utf-8"), add_bos=True)[:context_tokens]
+            if len(tokens) < 2:
+                out.append(math.nan)
+                continue
+            llm.reset()
+            llm.eval(tokens)
+            logits = np.asarray(llm.scores[: len(tokens) - 1], dtype=np.float64)
+            top = logits.max(axis=1, keepdims=True)
+            log_probs = logits - top - np.log(np.exp(logits - top).sum(axis=1, keepdims=True))
+            chosen = log_probs[np.arange(len(tokens) - 1), tokens[1:]]
+            out.append(float(math.exp(-chosen.mean())))
+        return out
+    finally:
+        llm.close()
+
+
+def evaluate_text(
+    studio: Any,
+    model_path: str,
+    prompt: str,
+    *,
+    samples: int = 8,
+    max_tokens: int = 96,
+    temperature: float = 0.8,
+    reference_path: str | None = None,
+    context_tokens: int = 2048,
+) -> TextEvaluation:
+    """Generate ``samples`` replies to ``prompt`` (seeds 1..N) and measure them. Raises EmberError when a
+    sample fails or is blocked (the reason is the job's)."""
+    from engines.jobs import EventKind
+    from engines.text.requests import ChatRequest, Message, ModelOptions, Sampling
+
+    if samples < 2:
+        raise EmberError("Evaluating diversity needs at least two samples.")
+    options = ModelOptions(model_path, context_tokens=context_tokens)
+    texts: list[str] = []
+    speed: list[float] = []
+    first: list[float] = []
+    for seed in range(1, samples + 1):
+        sampling = Sampling(temperature=temperature, seed=seed, max_tokens=max_tokens)
+        request = ChatRequest(options, (Message("user", prompt),), sampling=sampling)
+        started = time.monotonic()
+        arrived: list[float] = []
+
+        def listen(event: Any, arrived: list[float] = arrived, started: float = started) -> None:
+            if event.kind is EventKind.TOKEN and not arrived:
+                arrived.append(time.monotonic() - started)
+
+        final = studio.submit(request, listener=listen).wait()
+        if final is None or final.kind is not EventKind.RESULT:
+            reason = getattr(final.data, "reason", None) if final is not None else None
+            raise EmberError(f"Sample {seed} did not finish: {reason or (final.data if final else 'timed out')}")
+        output = final.data.output
+        texts.append(output.text)
+        speed.append(output.tokens_per_s)
+        if arrived:
+            first.append(arrived[0] * 1000)
+    reference = reference_path or model_path
+    perplexity = reference_perplexity(reference, texts, context_tokens)
+    spread = {"perplexity (reference model)": _spread([p for p in perplexity if not math.isnan(p)] or [math.nan])}
+    spread["generation tokens/s"] = _spread(speed)
+    if first:
+        spread["time to first token (ms; max: load)"] = _spread(first)
+    from pathlib import Path
+
+    return TextEvaluation(
+        model=Path(model_path).name,
+        prompt=prompt,
+        samples=tuple(texts),
+        distinct_1=metrics.distinct_n(texts, 1),
+        distinct_2=metrics.distinct_n(texts, 2),
+        self_bleu=metrics.self_bleu(texts),
+        reference_model=Path(reference).name,
+        perplexity=tuple(perplexity),
+        spread=spread,
+    )
