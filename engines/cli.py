@@ -457,6 +457,28 @@ def _library_bench(args: argparse.Namespace) -> Any:
     return run_library_bench(items=args.items, runs=args.runs)
 
 
+def _all_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, default=Path("bench-report"), help="folder for the JSON, Markdown, charts")
+    parser.add_argument("--quick", action="store_true", help="each benchmark's quick run, where it has one")
+    parser.add_argument("--skip", default="", help="benchmarks to leave out (comma-separated)")
+    parser.add_argument("--only", default="", help="just these benchmarks (comma-separated)")
+
+
+def _all_bench(args: argparse.Namespace) -> Any:
+    from engines.benchmarks.all import run_all
+
+    known = [b for b in benches() if b.name != "all"]
+    names = {b.name for b in known}
+    only = {n.strip() for n in args.only.split(",") if n.strip()}
+    skip = {n.strip() for n in args.skip.split(",") if n.strip()}
+    unknown = (only | skip) - names
+    if unknown:
+        raise EmberError(f"No benchmark named {', '.join(sorted(unknown))}; there are: {', '.join(sorted(names))}.")
+    chosen = [b for b in known if (not only or b.name in only) and b.name not in skip]
+    summary, _ = run_all(chosen, args.out, quick=args.quick)
+    return summary
+
+
 GENERAL_BENCHES = (
     Bench("safety", "the safety filter on the labeled set, human prose and images", lambda parser: None, _safety_bench),
     Bench(
@@ -472,6 +494,12 @@ GENERAL_BENCHES = (
         _library_bench,
     ),
     API_BENCH,
+    Bench(
+        "all",
+        "every benchmark above, one after another: one JSON, a Markdown report and PNG charts (--out FOLDER)",
+        _all_arguments,
+        _all_bench,
+    ),
 )
 
 BENCH = Command(
