@@ -94,3 +94,26 @@ def test_evaluating_an_image_model_measures_real_images_with_their_safety_scores
     assert 0 < low <= median <= high
     assert "safety score (image classifier)" in result.spread
     assert ALIGNMENT in result.table() and len(studio.library.search(kinds=("image",))) == 3
+
+
+def test_evaluating_a_voice_hears_it_back_with_whisper(studio) -> None:
+    from engines.evaluation.audio import evaluate_speech
+
+    texts = ["The ferry leaves at nine in the morning.", "Please bring a warm coat and some water."]
+    result = evaluate_speech(studio, "heart", texts)
+    assert len(result.heard) == 2 and all(said.strip() for said in result.heard)
+    low, median, high = result.spread["round-trip word error rate (Whisper tiny.en)"]
+    assert 0.0 <= low <= median <= high < 0.5  # an intelligible voice: most words come back
+    peak = result.spread["peak (dBFS)"]
+    assert -30 < peak[0] <= peak[2] <= 0.0
+    assert "round-trip" in result.table()
+
+
+def test_evaluating_the_composer_measures_its_pieces_notes_and_levels(studio) -> None:
+    from engines.evaluation.audio import evaluate_music
+
+    result = evaluate_music(studio, ("pop", "lofi"), seeds=1, bars=4)
+    assert result.items == ("pop seed 1", "lofi seed 1")
+    low, _, high = result.spread["pitch-class entropy (bits, of 3.58)"]
+    assert 1.0 < low <= high <= math.log2(12) + 1e-9  # a key's notes: several pitch classes, never all equally
+    assert result.spread["clipped samples (share)"][2] < 0.01
