@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 
 from desktop.bridge import EventBridge
 from desktop.chat_panel import ChatPanel
+from desktop.evaluate_panel import EvaluatePanel
 from desktop.gallery_panel import GalleryPanel
 from desktop.images_panel import ImagesPanel
 from desktop.models_panel import ModelsPanel
@@ -60,6 +61,8 @@ class MainWindow(QMainWindow):
         self.add_panel("Models", self.models)
         self.verify = VerifyPanel(bridge)
         self.add_panel("Verify", self.verify)
+        self.evaluate = EvaluatePanel(bridge)
+        self.add_panel("Evaluate", self.evaluate)
         self.queue_view = QueueView(self.downloads)
         self.add_panel("Queue", self.queue_view)
         self.settings_page = SettingsPage(bridge)
@@ -256,6 +259,7 @@ class MainWindow(QMainWindow):
         self.music.shutdown()
         self.library.shutdown()
         self.verify.shutdown()
+        self.evaluate.shutdown()
         self.downloads.shutdown()
         self.settings_page.shutdown()
         self.bridge.detach()

@@ -55,9 +55,24 @@ def _spread(values: list[float]) -> tuple[float, float, float]:
     return (min(values), statistics.median(values), max(values))
 
 
+def file_of(model_path: str) -> str:
+    """The GGUF file of ``model_path``: itself, or the file of an embedded model named ``embedded:<id>``."""
+    from engines.models.embedded import EMBEDDED_PREFIX, EMBEDDED_TEXT_MODELS
+
+    if model_path.startswith(EMBEDDED_PREFIX):
+        wanted = model_path[len(EMBEDDED_PREFIX) :]
+        for model in EMBEDDED_TEXT_MODELS:
+            if model.id == wanted:
+                return str(model.path())
+        raise EmberError(f"There is no embedded model '{wanted}'.")
+    return model_path
+
+
 def reference_perplexity(model_path: str, texts: list[str], context_tokens: int = 2048) -> list[float]:
     """Perplexity of each text under the GGUF model at ``model_path`` (whole vocabulary, temperature 1)."""
     import numpy as np
+
+    model_path = file_of(model_path)
 
     from engines.text.cpu_backend import ready_llama_cpp
 
@@ -132,13 +147,13 @@ def evaluate_text(
     from pathlib import Path
 
     return TextEvaluation(
-        model=Path(model_path).name,
+        model=Path(file_of(model_path)).name,
         prompt=prompt,
         samples=tuple(texts),
         distinct_1=metrics.distinct_n(texts, 1),
         distinct_2=metrics.distinct_n(texts, 2),
         self_bleu=metrics.self_bleu(texts),
-        reference_model=Path(reference).name,
+        reference_model=Path(file_of(reference)).name,
         perplexity=tuple(perplexity),
         spread=spread,
     )

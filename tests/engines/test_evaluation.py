@@ -117,3 +117,17 @@ def test_evaluating_the_composer_measures_its_pieces_notes_and_levels(studio) ->
     low, _, high = result.spread["pitch-class entropy (bits, of 3.58)"]
     assert 1.0 < low <= high <= math.log2(12) + 1e-9  # a key's notes: several pitch classes, never all equally
     assert result.spread["clipped samples (share)"][2] < 0.01
+
+
+def test_the_shipped_prompt_sets_cover_every_kind_and_a_broken_file_is_explained(tmp_path) -> None:
+    from engines.errors import EmberError
+    from engines.evaluation.sets import KINDS, prompt_sets
+
+    sets = prompt_sets()
+    assert set(sets) == set(KINDS) and all(prompts for kind in sets.values() for prompts in kind.values())
+    broken = tmp_path / "sets.json"
+    broken.write_text('{"video": {"x": ["a"]}}', encoding="utf-8")
+    with pytest.raises(EmberError, match="must map text, image, speech, music"):
+        prompt_sets(broken)
+    with pytest.raises(EmberError, match="cannot be read"):
+        prompt_sets(tmp_path / "missing.json")
