@@ -101,6 +101,7 @@ _PERIOD_RANGE = (0.99, 1.14)  # period search, relative to _TILE (crops of up to
 # tool implies and up to _EXTRA_CROP more, scored by the keyed synchronisation peak (folded in the Fourier domain).
 # Lattice: every angle and any zoom in _SCALES, proposed by the whitened image's autocorrelation (no key needed).
 _ANGLES_DEG = (-12.0, 12.01, 0.5)  # turns searched, modulo a quarter turn (the tile's square lattice looks the same)
+_TURN_ASPECTS = (0.25, 4.0)  # narrower strips are not searched for turns (squeezed to 512, a turn is a shear)
 _EXTRA_CROP = (-0.02, 0.141, 0.01)  # log zoom beyond the straightening crop (a further crop of up to 14 % a side)
 _SCALES = (0.75, 1.45, 0.01)  # zoom of the lattice, from a slight zoom-out to a 31 % crop of a side (log steps)
 _LATTICE_REACH = 2.3  # lattice steps used, in tiles
@@ -772,7 +773,8 @@ def detect(image: np.ndarray, key: bytes) -> ImageMarkResult:
     def candidates():
         # not cropped: any resize lands here, and so does a quarter turn or a flip (in one of eight orientations)
         yield decode(max(_orientations(_fold(white, float(_TILE), float(_TILE))), key=lambda tile: sync_peak(tile)[0]))
-        for matrix in _turn_candidates(_reduce(white, 2), key, aspect, _TURN_ATTEMPTS):
+        turnable = _TURN_ASPECTS[0] <= aspect <= _TURN_ASPECTS[1]
+        for matrix in _turn_candidates(_reduce(white, 2), key, aspect, _TURN_ATTEMPTS) if turnable else []:
             yield decode(_fold_affine(white, matrix))  # straightened: turned a little and cropped
         for period_x, period_y in _candidate_periods(white, key, _PERIOD_ATTEMPTS):
             # the synchronisation peak locates the period to about 0.5 %; the code word's fit picks the
@@ -788,7 +790,7 @@ def detect(image: np.ndarray, key: bytes) -> ImageMarkResult:
                 )
                 found = max(found, *nudged, key=lambda decoded: decoded[0])
             yield found
-        for matrix in _lattice_candidates(white, key, aspect, _LATTICE_ATTEMPTS):
+        for matrix in _lattice_candidates(white, key, aspect, _LATTICE_ATTEMPTS) if turnable else []:
             # turned, flipped or zoomed: the orientation with the strongest synchronisation peak is decoded
             yield decode(max(_orientations(_fold_affine(white, matrix)), key=lambda tile: sync_peak(tile)[0]))
 

@@ -152,3 +152,17 @@ def test_flat_and_saturated_images_still_carry_the_mark() -> None:
         marked_image = image_mark.embed(image, PAYLOAD, KEY)
         assert bench.psnr(image, marked_image) >= 40.0
         assert image_mark.detect(marked_image, KEY).payload == PAYLOAD
+
+
+@pytest.mark.parametrize("shape", [(64, 4096, 3), (4096, 64), (65, 65, 3), (70, 3000, 4), (3000, 70, 1)])
+def test_extreme_shapes_are_marked_and_searched_without_error(shape: tuple[int, ...]) -> None:
+    rng = np.random.default_rng(3)
+    noise = rng.integers(0, 256, shape, dtype=np.uint8)
+    assert not image_mark.detect(noise, KEY).found  # unmarked: every search runs, none is fooled
+    ramp = np.linspace(40, 215, shape[0] * shape[1]).reshape(shape[:2])  # a smooth picture with some grain
+    image = np.clip(ramp.reshape(shape[:2] + (1,) * (len(shape) - 2)) + rng.normal(0, 8, shape), 0, 255)
+    image = image.astype(np.uint8)
+    marked = image_mark.embed(image, PAYLOAD, KEY)
+    assert marked.shape == image.shape
+    if min(shape[:2]) >= 70:  # a 65-pixel square keeps too little of the 512 working copy to decode
+        assert image_mark.detect(marked, KEY).payload == PAYLOAD
