@@ -10,7 +10,6 @@ twelve equally: a proxy of harmonic variety).
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,34 +18,16 @@ import numpy as np
 
 from engines.errors import EmberError
 from engines.evaluation import metrics
-
-Spread = tuple[float, float, float]
-
-
-def _spread(values: Sequence[float]) -> Spread:
-    return (min(values), statistics.median(values), max(values))
-
-
-def _result(studio: Any, request: Any, what: str) -> Any:
-    from engines.jobs import EventKind
-
-    final = studio.submit(request).wait()
-    if final is None or final.kind is not EventKind.RESULT:
-        reason = getattr(final.data, "reason", None) if final is not None else None
-        raise EmberError(f"{what} did not finish: {reason or (final.data if final else 'timed out')}")
-    result = final.data
-    if getattr(result, "withheld", ()):
-        raise EmberError(f"{what} was withheld by the safety filter: {'; '.join(result.withheld)}")
-    return result
+from engines.evaluation.runs import Spread, finished, spread, table
 
 
 def _levels(clips: Sequence[np.ndarray]) -> dict[str, Spread]:
     measured = [metrics.audio_levels(clip) for clip in clips]
     return {
-        "peak (dBFS)": _spread([m["peak_dbfs"] for m in measured]),
-        "RMS (dBFS)": _spread([m["rms_dbfs"] for m in measured]),
-        "clipped samples (share)": _spread([m["clipped"] for m in measured]),
-        "silence (share of frames)": _spread([m["silence"] for m in measured]),
+        "peak (dBFS)": spread([m["peak_dbfs"] for m in measured]),
+        "RMS (dBFS)": spread([m["rms_dbfs"] for m in measured]),
+        "clipped samples (share)": spread([m["clipped"] for m in measured]),
+        "silence (share of frames)": spread([m["silence"] for m in measured]),
     }
 
 
@@ -61,11 +42,7 @@ class AudioEvaluation:
     spread: dict[str, Spread] = field(default_factory=dict)
 
     def table(self) -> str:
-        lines = [f"evaluate {self.kind}: {self.model} on {len(self.items)} clips", ""]
-        lines.append(f"{'figure':<40} {'min':>9} {'median':>9} {'max':>9}")
-        for name, (low, mid, high) in self.spread.items():
-            lines.append(f"{name:<40} {low:9.3f} {mid:9.3f} {high:9.3f}")
-        return "\n".join(lines)
+        return table([f"evaluate {self.kind}: {self.model} on {len(self.items)} clips"], {}, self.spread)
 
 
 def evaluate_speech(studio: Any, voice: str, texts: Sequence[str], *, seed: int = 1) -> AudioEvaluation:
@@ -82,18 +59,18 @@ def evaluate_speech(studio: Any, voice: str, texts: Sequence[str], *, seed: int 
     whisper = DictationOptions(str(WHISPER_TINY_EN.path()))
     clips, heard, errors, speed = [], [], [], []
     for i, text in enumerate(texts):
-        spoken = _result(studio, SpeechRequest(SpeechOptions(voice), text, seed=seed + i), f"Speaking text {i}")
+        spoken = finished(studio, SpeechRequest(SpeechOptions(voice), text, seed=seed + i), f"Speaking text {i}")
         output = spoken.delivered.output
         clips.append(np.asarray(output.samples, dtype=np.float32))
         speed.append(spoken.realtime_factor)
         request = DictationRequest(whisper, samples=clips[-1], sample_rate_hz=output.sample_rate, language="en")
-        transcript = _result(studio, request, f"Hearing text {i} back")
+        transcript = finished(studio, request, f"Hearing text {i} back")
         said = transcript.output.text  # a dictation job ends with its Delivered transcription
         heard.append(said)
         errors.append(word_error_rate(text, said))
-    spread = {"round-trip word error rate (Whisper tiny.en)": _spread(errors), **_levels(clips)}
-    spread["real-time factor (audio s / compute s)"] = _spread(speed)
-    return AudioEvaluation("speech", voice, tuple(texts), tuple(heard), spread)
+    spreads = {"round-trip word error rate (Whisper tiny.en)": spread(errors), **_levels(clips)}
+    spreads["real-time factor (audio s / compute s)"] = spread(speed)
+    return AudioEvaluation("speech", voice, tuple(texts), tuple(heard), spreads)
 
 
 def evaluate_music(
@@ -106,13 +83,13 @@ def evaluate_music(
     clips, entropy, speed, items = [], [], [], []
     for style in styles:
         for seed in range(1, seeds + 1):
-            made = _result(studio, ComposeRequest(style=style, bars=bars, seed=seed), f"Composing {style} {seed}")
+            made = finished(studio, ComposeRequest(style=style, bars=bars, seed=seed), f"Composing {style} {seed}")
             clips.append(np.asarray(made.delivered.output.samples, dtype=np.float32))
             speed.append(made.realtime_factor)
             tracks = parse_midi(made.delivered.output.midi).tracks
             notes = [n for track in tracks if track.channel != 9 for n in track.notes]  # not the drum kit
             entropy.append(metrics.pitch_class_entropy([n.pitch for n in notes], [n.beats for n in notes]))
             items.append(f"{style} seed {seed}")
-    spread = {"pitch-class entropy (bits, of 3.58)": _spread(entropy), **_levels(clips)}
-    spread["real-time factor (audio s / compute s)"] = _spread(speed)
-    return AudioEvaluation("music", "composer", tuple(items), (), spread)
+    spreads = {"pitch-class entropy (bits, of 3.58)": spread(entropy), **_levels(clips)}
+    spreads["real-time factor (audio s / compute s)"] = spread(speed)
+    return AudioEvaluation("music", "composer", tuple(items), (), spreads)

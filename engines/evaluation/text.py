@@ -11,13 +11,13 @@ and the time to the first token, as min, median and max over the samples.
 from __future__ import annotations
 
 import math
-import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from engines.errors import EmberError
 from engines.evaluation import metrics
+from engines.evaluation.runs import finished, spread, table
 
 
 @dataclass(frozen=True)
@@ -36,23 +36,17 @@ class TextEvaluation:
 
     def table(self) -> str:
         """A small table in the style of the benches."""
-        lines = [
+        heading = [
             f"evaluate text: {self.model} on {len(self.samples)} samples of one prompt",
             f"  prompt: {self.prompt[:80]}",
             f"  perplexity under: {self.reference_model}",
-            "",
-            f"{'figure':<34} {'value':>10}  {'min':>9} {'median':>9} {'max':>9}",
-            f"{'distinct-1 (diversity)':<34} {self.distinct_1:10.3f}",
-            f"{'distinct-2 (diversity)':<34} {self.distinct_2:10.3f}",
-            f"{'self-BLEU (lower: more diverse)':<34} {self.self_bleu:10.3f}",
         ]
-        for name, (low, mid, high) in self.spread.items():
-            lines.append(f"{name:<34} {mid:10.2f}  {low:9.2f} {mid:9.2f} {high:9.2f}")
-        return "\n".join(lines)
-
-
-def _spread(values: list[float]) -> tuple[float, float, float]:
-    return (min(values), statistics.median(values), max(values))
+        single = {
+            "distinct-1 (diversity)": self.distinct_1,
+            "distinct-2 (diversity)": self.distinct_2,
+            "self-BLEU (lower: more diverse)": self.self_bleu,
+        }
+        return table(heading, single, self.spread)
 
 
 def file_of(model_path: str) -> str:
@@ -129,21 +123,17 @@ def evaluate_text(
             if event.kind is EventKind.TOKEN and not arrived:
                 arrived.append(time.monotonic() - started)
 
-        final = studio.submit(request, listener=listen).wait()
-        if final is None or final.kind is not EventKind.RESULT:
-            reason = getattr(final.data, "reason", None) if final is not None else None
-            raise EmberError(f"Sample {seed} did not finish: {reason or (final.data if final else 'timed out')}")
-        output = final.data.output
+        output = finished(studio, request, f"Sample {seed}", listen).output
         texts.append(output.text)
         speed.append(output.tokens_per_s)
         if arrived:
             first.append(arrived[0] * 1000)
     reference = reference_path or model_path
     perplexity = reference_perplexity(reference, texts, context_tokens)
-    spread = {"perplexity (reference model)": _spread([p for p in perplexity if not math.isnan(p)] or [math.nan])}
-    spread["generation tokens/s"] = _spread(speed)
+    spreads = {"perplexity (reference model)": spread([p for p in perplexity if not math.isnan(p)] or [math.nan])}
+    spreads["generation tokens/s"] = spread(speed)
     if first:
-        spread["time to first token (ms; max: load)"] = _spread(first)
+        spreads["time to first token (ms; max: load)"] = spread(first)
     from pathlib import Path
 
     return TextEvaluation(
@@ -155,5 +145,5 @@ def evaluate_text(
         self_bleu=metrics.self_bleu(texts),
         reference_model=Path(file_of(reference)).name,
         perplexity=tuple(perplexity),
-        spread=spread,
+        spread=spreads,
     )
