@@ -457,6 +457,18 @@ def _library_bench(args: argparse.Namespace) -> Any:
     return run_library_bench(items=args.items, runs=args.runs)
 
 
+def _start_bench(args: argparse.Namespace) -> Any:
+    from engines.benchmarks.start import run_start_bench
+
+    if args.runs < 1:
+        raise EmberError("--runs must be at least 1.")
+    return run_start_bench(runs=args.runs)
+
+
+def _start_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--runs", type=int, default=5, help="launches of each window (the median is shown)")
+
+
 def _all_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("bench-report"), help="folder for the JSON, Markdown, charts")
     parser.add_argument("--quick", action="store_true", help="each benchmark's quick run, where it has one")
@@ -494,6 +506,12 @@ GENERAL_BENCHES = (
         _library_bench,
     ),
     API_BENCH,
+    Bench(
+        "start",
+        "seconds until the window is shown and its memory, beside a bare Qt window, in the same run",
+        _start_arguments,
+        _start_bench,
+    ),
     Bench(
         "all",
         "every benchmark above, one after another: one JSON, a Markdown report and PNG charts (--out FOLDER)",
