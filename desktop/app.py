@@ -38,6 +38,13 @@ def build_main_window(studio: Studio) -> MainWindow:
     return window
 
 
+def _print_start_probe() -> None:
+    """When the window was shown and this process's peak memory until then (``bench start`` reads both)."""
+    from engines.benchmarks.start import peak_memory_kb
+
+    print(f"ember-window-shown {time.time():.6f}\nember-window-memory-kb {peak_memory_kb()}", flush=True)
+
+
 def run_app(argv: Sequence[str] | None = None) -> int:
     """Open Ember's window and run until it is closed; returns the exit code.
 
@@ -53,7 +60,7 @@ def run_app(argv: Sequence[str] | None = None) -> int:
         app.setStyleSheet(load_stylesheet())
         window.show()
         if os.environ.get("EMBER_START_PROBE"):  # packaging/measure_start.py: when the window was shown, then quit
-            QTimer.singleShot(0, lambda: (print(f"ember-window-shown {time.time():.6f}", flush=True), app.quit()))
+            QTimer.singleShot(0, lambda: (_print_start_probe(), app.quit()))
         code = app.exec()
         window.shutdown()
         return int(code)

@@ -172,6 +172,11 @@ class Job:
         return self._done.is_set()
 
     @property
+    def ended(self) -> bool:
+        """Whether the job has sent its terminal event (listeners may still be receiving it; see ``done``)."""
+        return self._terminal_sent
+
+    @property
     def started(self) -> bool:
         """Whether a worker has taken the job (or it ended before one did)."""
         return self._state is not _State.QUEUED

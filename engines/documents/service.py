@@ -170,7 +170,8 @@ class Documents:
         start-up refresh, the folder watch)."""
         with self._jobs_lock:
             for folder in list(self._jobs):
-                self._jobs[folder] = [job for job in self._jobs[folder] if not job.done]
+                # ended, not only done: a listener handling the end (the dialog) must not see it still running
+                self._jobs[folder] = [job for job in self._jobs[folder] if not job.ended]
                 if not self._jobs[folder]:
                     del self._jobs[folder]
             return {folder: list(jobs) for folder, jobs in self._jobs.items()}
