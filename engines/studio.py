@@ -110,6 +110,7 @@ def engine_factory_for(options: Any) -> EngineFactory:
 
     Raises EmberError for options no engine loads.
     """
+    from engines.evaluation.perplexity import PerplexityOptions, make_perplexity_engine
     from engines.safety.image import ImageClassifierOptions, make_image_classifier
     from engines.safety.semantic import SemanticOptions, make_semantic_engine
     from engines.selftest import SystemOptions, make_system_engine
@@ -126,6 +127,8 @@ def engine_factory_for(options: Any) -> EngineFactory:
         return make_vocab_engine
     if isinstance(options, SystemOptions):
         return make_system_engine
+    if isinstance(options, PerplexityOptions):
+        return make_perplexity_engine
     raise EmberError(f"Ember has no engine for {type(options).__name__}.")
 
 

@@ -3,7 +3,7 @@
 The samples go through the same queue, safety filter and watermark as the window's replies (and are
 kept in the library, like every output). Diversity: distinct-1, distinct-2 and self-BLEU over the
 samples. Quality proxy: the perplexity of each reply under a reference model (the embedded model by
-default), scored bare by llama-cpp-python in this process: the lower, the more the reference model
+default), scored by llama.cpp in the Studio's engine process: the lower, the more the reference model
 finds the text likely; it says nothing of truth or usefulness. Speed: the engine's generation tokens/s
 and the time to the first token, as min, median and max over the samples.
 """
@@ -62,33 +62,13 @@ def file_of(model_path: str) -> str:
     return model_path
 
 
-def reference_perplexity(model_path: str, texts: list[str], context_tokens: int = 2048) -> list[float]:
-    """Perplexity of each text under the GGUF model at ``model_path`` (whole vocabulary, temperature 1)."""
-    import numpy as np
+def reference_perplexity(studio: Any, model_path: str, texts: list[str], context_tokens: int = 2048) -> list[float]:
+    """Perplexity of each text under the GGUF model at ``model_path`` (whole vocabulary, temperature 1),
+    scored in the Studio's "cpu" engine process (llama.cpp never loads in the caller's process)."""
+    from engines.evaluation.perplexity import PerplexityOptions
 
-    model_path = file_of(model_path)
-
-    from engines.text.cpu_backend import ready_llama_cpp
-
-    llama_cpp = ready_llama_cpp()  # the CPU kernels Ember chose for this machine, as the engine loads them
-    llm = llama_cpp.Llama(model_path, n_ctx=context_tokens, logits_all=True, n_gpu_layers=0, verbose=False)
-    try:
-        out = []
-        for text in texts:
-            tokens = llm.tokenize(text.encode("utf-8"), add_bos=True)[:context_tokens]
-            if len(tokens) < 2:
-                out.append(math.nan)
-                continue
-            llm.reset()
-            llm.eval(tokens)
-            logits = np.asarray(llm.scores[: len(tokens) - 1], dtype=np.float64)
-            top = logits.max(axis=1, keepdims=True)
-            log_probs = logits - top - np.log(np.exp(logits - top).sum(axis=1, keepdims=True))
-            chosen = log_probs[np.arange(len(tokens) - 1), tokens[1:]]
-            out.append(float(math.exp(-chosen.mean())))
-        return out
-    finally:
-        llm.close()
+    options = PerplexityOptions(file_of(model_path), context_tokens)
+    return studio.engines.call("cpu", options, "perplexity", list(texts), what="the reference model")
 
 
 def evaluate_text(
@@ -129,7 +109,7 @@ def evaluate_text(
         if arrived:
             first.append(arrived[0] * 1000)
     reference = reference_path or model_path
-    perplexity = reference_perplexity(reference, texts, context_tokens)
+    perplexity = reference_perplexity(studio, reference, texts, context_tokens)
     spreads = {"perplexity (reference model)": spread([p for p in perplexity if not math.isnan(p)] or [math.nan])}
     spreads["generation tokens/s"] = spread(speed)
     if first:

@@ -69,8 +69,16 @@ def test_audio_levels_and_pitch_class_entropy() -> None:
     )
 
 
-def test_evaluating_the_embedded_model_measures_real_samples_kept_like_any_reply(studio, smollm2_path) -> None:
+def test_evaluating_the_embedded_model_measures_real_samples_kept_like_any_reply(
+    studio, smollm2_path, monkeypatch
+) -> None:
     from engines.evaluation.text import evaluate_text
+    from engines.text import cpu_backend
+
+    def not_here() -> None:
+        raise AssertionError("llama.cpp loaded in the caller's process: the reference model belongs in an engine")
+
+    monkeypatch.setattr(cpu_backend, "ready_llama_cpp", not_here)  # the engine processes do not see this
 
     kept = len(studio.library.search(kinds=("text",)))
     result = evaluate_text(studio, smollm2_path, "Name a fruit and say why you like it.", samples=3, max_tokens=16)
