@@ -517,18 +517,6 @@ def _autocorrelation(white: np.ndarray, sigma: float) -> np.ndarray:
     return (acf / (float(acf[0, 0]) + 1e-12)).astype(np.float32)
 
 
-def _bilinear(plane: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Sample a cyclic plane at fractional (y, x) positions."""
-    y0, x0 = np.floor(y), np.floor(x)
-    fy, fx = (y - y0).astype(np.float32), (x - x0).astype(np.float32)
-    n, m = plane.shape
-    y0, x0 = y0.astype(np.int64) % n, x0.astype(np.int64) % m
-    y1, x1 = (y0 + 1) % n, (x0 + 1) % m
-    top = plane[y0, x0] * (1 - fx) + plane[y0, x1] * fx
-    bottom = plane[y1, x0] * (1 - fx) + plane[y1, x1] * fx
-    return top * (1 - fy) + bottom * fy
-
-
 def _lattice_matrix(angle: float, scale: float, aspect: float) -> np.ndarray:
     """Return the 2x2 map (rows and columns in (y, x) order) from embedding to detector working pixels.
 
@@ -575,10 +563,10 @@ def _sync_frequencies(key: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
     return rows, cols, np.stack([ky, cols.astype(np.float32)]), spectrum[rows, cols].astype(np.complex64)
 
 
-def _sample_spectrum(spectrum: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Bilinear samples of a full, cyclic, square power-of-two complex spectrum at fractional bins."""
-    n = spectrum.shape[0]
-    flat = spectrum.ravel()
+def _bilinear(plane: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Bilinear samples of a cyclic, square, power-of-two plane (real or complex) at fractional (y, x)."""
+    n = plane.shape[0]
+    flat = plane.ravel()
     y, x = y + 8.0 * n, x + 8.0 * n  # positive, so that truncation is the floor
     yi, xi = y.astype(np.int32), x.astype(np.int32)
     fy, fx = (y - yi).astype(np.float32), (x - xi).astype(np.float32)
@@ -621,7 +609,7 @@ def _turn_scores(spectrum: np.ndarray, key: bytes, angles: np.ndarray, zooms: np
     # M = zoom [[c, -s a], [s / a, c]], so M^-T = [[c, -s / a], [s a, c]] / zoom
     y = (step * (c * ky - s / aspect * kx)).astype(np.float32)
     x = (step * (s * aspect * ky + c * kx)).astype(np.float32)
-    values = _sample_spectrum(spectrum, y, x) * sync
+    values = _bilinear(spectrum, y, x) * sync
     count = angles.size * zooms.shape[1]
     folded = np.zeros((count, tile, tile // 2 + 1), np.complex64)
     folded[:, rows, cols] = values.reshape(count, -1)
