@@ -38,11 +38,24 @@ def build_main_window(studio: Studio) -> MainWindow:
     return window
 
 
-def _print_start_probe() -> None:
-    """When the window was shown and this process's peak memory until then (``bench start`` reads both)."""
-    from engines.benchmarks.start import peak_memory_kb
+def _start_probe(app: QApplication, probe: str) -> None:
+    """Print when the window was shown and this process's peak memory until then, then quit; with
+    ``idle=SECONDS``, first wait that long and print the idle memory of this process and its engine
+    processes too (``bench start`` reads all three)."""
+    from engines.benchmarks.start import idle_memory_kb, peak_memory_kb
 
-    print(f"ember-window-shown {time.time():.6f}\nember-window-memory-kb {peak_memory_kb()}", flush=True)
+    def shown() -> None:
+        print(f"ember-window-shown {time.time():.6f}\nember-window-memory-kb {peak_memory_kb()}", flush=True)
+
+    def rested() -> None:
+        print(f"ember-window-idle-kb {idle_memory_kb()}", flush=True)
+        app.quit()
+
+    if probe.startswith("idle="):
+        QTimer.singleShot(0, shown)
+        QTimer.singleShot(int(float(probe.removeprefix("idle=")) * 1000), rested)
+    else:
+        QTimer.singleShot(0, lambda: (shown(), app.quit()))
 
 
 def run_app(argv: Sequence[str] | None = None) -> int:
@@ -59,8 +72,8 @@ def run_app(argv: Sequence[str] | None = None) -> int:
         # its layout (0.3 s of 0.65 s building the window on 2 cores); set now, it styles them once.
         app.setStyleSheet(load_stylesheet())
         window.show()
-        if os.environ.get("EMBER_START_PROBE"):  # packaging/measure_start.py: when the window was shown, then quit
-            QTimer.singleShot(0, lambda: (_print_start_probe(), app.quit()))
+        if probe := os.environ.get("EMBER_START_PROBE"):  # bench start, packaging/measure_start.py
+            _start_probe(app, probe)
         code = app.exec()
         window.shutdown()
         return int(code)

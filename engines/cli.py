@@ -469,6 +469,26 @@ def _start_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", type=int, default=5, help="launches of each window (the median is shown)")
 
 
+def _window_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--runs", type=int, default=3, help="window processes (the median is shown)")
+    parser.add_argument("--engines", default="", help="just these engines (comma-separated): "
+                        "chat, image, speech, music, upscale, dictation")  # fmt: skip
+    parser.add_argument("--image-model", help="a diffusion model folder for the Images row")
+    parser.add_argument("--quick", action="store_true", help="one run")
+
+
+def _window_bench(args: argparse.Namespace) -> Any:
+    from engines.benchmarks.window import ENGINES, run_window_bench
+
+    chosen = tuple(n.strip() for n in args.engines.split(",") if n.strip()) or ENGINES
+    unknown = set(chosen) - set(ENGINES)
+    if unknown:
+        raise EmberError(f"No engine named {', '.join(sorted(unknown))}; there are: {', '.join(ENGINES)}.")
+    if args.runs < 1:
+        raise EmberError("--runs must be at least 1.")
+    return run_window_bench(runs=1 if args.quick else args.runs, engines=chosen, image_model=args.image_model)
+
+
 def _all_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("bench-report"), help="folder for the JSON, Markdown, charts")
     parser.add_argument("--quick", action="store_true", help="each benchmark's quick run, where it has one")
@@ -511,6 +531,12 @@ GENERAL_BENCHES = (
         "seconds until the window is shown and its memory, beside a bare Qt window, in the same run",
         _start_arguments,
         _start_bench,
+    ),
+    Bench(
+        "window",
+        "the longest event-loop stall while each engine runs, beside the idle window, and idle memory",
+        _window_arguments,
+        _window_bench,
     ),
     Bench(
         "all",

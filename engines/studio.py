@@ -253,6 +253,11 @@ class Studio:
         finally:
             self.library_repaired.set()
 
+    def wait_warm(self, timeout_s: float | None = None) -> bool:
+        """Wait for the start-up warm-up (the safety filter's models, the GPU probe); returns whether it is done."""
+        self._warm_up.join(timeout_s)
+        return not self._warm_up.is_alive()
+
     def _warm(self) -> None:
         from engines.hardware import gpus
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from engines.benchmarks import Figure, Report
+from engines.benchmarks import Figure, Report, Spread, spread_text
 
 
 def _namespace(bench: Any, quick: bool) -> argparse.Namespace:
@@ -71,6 +71,10 @@ def _cell(value: Any) -> str:
     return "-" if value is None else f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
+def _spread(spread: dict[str, Any] | None) -> str:
+    return "-" if not spread else spread_text(Spread(**spread))
+
+
 def markdown(whole: dict[str, Any]) -> str:
     """The report as Markdown: the machine, then a table a benchmark (or why it did not run)."""
     machine = whole["machine"]
@@ -86,11 +90,14 @@ def markdown(whole: dict[str, Any]) -> str:
         lines += [f"- {key}: {value}" for key, value in own.items()]
         if own:
             lines.append("")
-        lines += ["| figure | ember | baseline | unit | ratio | goal |", "|---|---|---|---|---|---|"]
+        lines += [
+            "| figure | ember | min..max (n) | baseline | min..max (n) | unit | ratio | goal |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for f in report["figures"]:
             lines.append(
-                f"| {f['name']} | {_cell(f['value'])} | {_cell(f['baseline'])} | {f['unit']} | "
-                f"{_cell(f['ratio'])} | {f['goal']} |"
+                f"| {f['name']} | {_cell(f['value'])} | {_spread(f.get('spread'))} | {_cell(f['baseline'])} | "
+                f"{_spread(f.get('baseline_spread'))} | {f['unit']} | {_cell(f['ratio'])} | {f['goal']} |"
             )
         if entry.get("chart"):
             lines += ["", f"![{name}]({entry['chart']})"]

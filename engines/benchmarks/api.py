@@ -135,9 +135,9 @@ def run_api_bench(tokens: int = 32, clients: list[int] | None = None, requests_e
                     Figure(f"{count} client(s): requests/s", api_rps, "req/s", base_rps, goal_rps),
                     Figure(
                         f"{count} client(s): time to first token (median)",
-                        median(api_ttft) * 1000,
+                        median(api_ttft).scaled(1000),
                         "ms",
-                        median(base_ttft) * 1000,
+                        median(base_ttft).scaled(1000),
                         "<= +30 ms" if count == 1 else "queueing included",
                     ),
                 ]

@@ -10,7 +10,6 @@ noise at 30 dB SNR, all three at once, and the first 0.5 s cut off.
 from __future__ import annotations
 
 import io
-import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from engines.benchmarks import Figure, Report
+from engines.benchmarks import Figure, Report, median
 
 SPEECH_RATE = 22_050
 
@@ -146,7 +145,7 @@ def _median_ms(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
         start = time.perf_counter()
         result = fn()
         times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times), result
+    return median(times), result
 
 
 def c2pa_figures(repeats: int = 20, size: int = 512, folder: Path | None = None) -> list[Figure]:
@@ -225,10 +224,10 @@ def audio_mark_figures(clips: int = 10, seconds: float = 4.0, key: bytes = b"emb
         false_hits += audio_mark.detect(marked, SPEECH_RATE, key + b"-other").found
     at = f"{seconds:g} s"
     figures = [
-        Figure(f"audio mark embed ({at})", statistics.median(embed_ms), "ms", None, f"per {at} clip"),
-        Figure(f"audio mark detect ({at})", statistics.median(detect_ms), "ms", None, f"per {at} clip"),
+        Figure(f"audio mark embed ({at})", median(embed_ms), "ms", None, f"per {at} clip"),
+        Figure(f"audio mark detect ({at})", median(detect_ms), "ms", None, f"per {at} clip"),
         Figure(f"audio mark SNR worst ({at})", min(snrs), "dB", None, ">= 30 dB"),
-        Figure(f"audio mark SNR median ({at})", statistics.median(snrs), "dB", None, ">= 30 dB"),
+        Figure(f"audio mark SNR median ({at})", median(snrs), "dB", None, ">= 30 dB"),
     ]
     for name in found:
         figures.append(Figure(f"found {name} ({at})", 100.0 * found[name] / clips, "%", None, "100%"))

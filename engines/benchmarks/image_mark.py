@@ -22,6 +22,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image, ImageFilter
 
+from engines.benchmarks import median
 from engines.provenance import image_mark
 
 Attack = Callable[[np.ndarray, int], np.ndarray]
@@ -284,8 +285,8 @@ def evaluate(
             "wrong_key": false_wrong,
             "wrong_key_images": n,
         },
-        "embed_ms": {"native": statistics.median(embed_native)},
-        "detect_ms": {"native": statistics.median(detect_native)},
+        "embed_ms": {"native": median(embed_native)},
+        "detect_ms": {"native": median(detect_native)},
     }
 
 
@@ -311,7 +312,7 @@ def timings(images: list[np.ndarray], key: bytes, *, side: int = 1024, rounds: i
             clock("detect", image_mark.detect, marked, key)
             clock("detect_turned", image_mark.detect, turn(marked, round_), key)
             clock("detect_unmarked", image_mark.detect, image, key)
-    return {what: statistics.median(values) for what, values in spent.items()}
+    return {what: median(values) for what, values in spent.items()}
 
 
 def _gray_to_rgb(image: np.ndarray) -> np.ndarray:

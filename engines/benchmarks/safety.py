@@ -13,12 +13,11 @@ writing the rules) or "holdout" (never looked at while tuning).
 from __future__ import annotations
 
 import json
-import statistics
 import time
 from pathlib import Path
 from typing import Any
 
-from engines.benchmarks import Figure, Report
+from engines.benchmarks import Figure, Report, median
 from engines.safety.policy import Category, Policy
 from engines.safety.text import TextSafety
 
@@ -149,7 +148,7 @@ def evaluate_text_safety(
         "false_positives": false_positives,
         "misses": misses,
         "latency_ms": {
-            "median": statistics.median(times_ms) if times_ms else float("nan"),
+            "median": median(times_ms) if times_ms else float("nan"),
             "p95": _percentile(times_ms, 0.95),
         },
         "profanity_model": safety.profanity_unavailable_reason or "in use",
@@ -314,7 +313,7 @@ def run_text_safety_eval(
         rules.check(SIXTY_FOUR_TOKENS, role="prompt")
         bare.append((time.perf_counter() - started) * 1000)
     report.figures.append(
-        Figure("64-token prompt, whole text check, median", statistics.median(timings), "ms", statistics.median(bare),
+        Figure("64-token prompt, whole text check, median", median(timings), "ms", median(bare),
                "<= 10 ms")
     )  # fmt: skip
     # A streamed reply is checked window by window (the last 300 characters) as tokens arrive.
@@ -326,7 +325,7 @@ def run_text_safety_eval(
         rules.check_window(window, 0, classify=False)
         windows.append((time.perf_counter() - started) * 1000)
     report.figures.append(
-        Figure("streamed reply, 300-character window check (rules), median", statistics.median(windows), "ms", None,
+        Figure("streamed reply, 300-character window check (rules), median", median(windows), "ms", None,
                "< 1 ms")
     )  # fmt: skip
     return {"all": whole, "holdout": holdout, "rounds": results, "report": report}
@@ -398,19 +397,19 @@ def image_safety_figures(repeats: int = 5) -> list[Figure]:
                 started = time.perf_counter()
                 reference.classify(img)
                 bare_ms.append((time.perf_counter() - started) * 1000)
-        bare = statistics.median(bare_ms)
+        bare = median(bare_ms)
     except Exception:  # the reference package is optional here; the figure stands without it
         bare = None
     return [
         Figure(
             f"image check 512x512 ({len(images)} images), median",
-            statistics.median(timings),
+            median(timings),
             "ms",
             bare,
             f"<= {IMAGE_LATENCY_GOAL_MS:g} ms",
         ),
         Figure("image check 512x512, p95", _percentile(timings, 0.95), "ms", None, ""),
-        Figure("preview check 64x64, median", statistics.median(preview_ms), "ms", None, "every step"),
+        Figure("preview check 64x64, median", median(preview_ms), "ms", None, "every step"),
     ]
 
 

@@ -120,8 +120,12 @@ def run_text_bench(
     def med(runs: list[TextRun], attr: str) -> float:
         return median([getattr(r, attr) for r in runs])
 
-    ttft_ember = med(ember_runs, "first_token_s") * 1000
-    ttft_bare = med(bare_runs, "first_token_s") * 1000
+    ttft_ember = med(ember_runs, "first_token_s").scaled(1000)
+    ttft_bare = med(bare_runs, "first_token_s").scaled(1000)
+
+    def prompt_speed(runs: list[TextRun]) -> float:
+        return median([len(prompt) / r.first_token_s for r in runs])
+
     # Runs are paired (bare, then Ember): the median of the pairs' differences is steadier than a difference of
     # medians on a busy machine, where one prompt's time drifts by more than the overhead measured.
     overhead = median([(e.first_token_s - b.first_token_s) * 1000 for e, b in zip(ember_runs, bare_runs, strict=True)])
@@ -143,7 +147,7 @@ def run_text_bench(
         },
     )
     report.figures += [
-        Figure("prompt tokens/s", len(prompt) / (ttft_ember / 1000), "tok/s", len(prompt) / (ttft_bare / 1000), ""),
+        Figure("prompt tokens/s", prompt_speed(ember_runs), "tok/s", prompt_speed(bare_runs), ""),
         Figure("generation tokens/s", med(ember_runs, "tokens_per_s"), "tok/s", med(bare_runs, "tokens_per_s"), ""),
         Figure(
             "generation tokens/s ratio (paired)",
@@ -154,7 +158,9 @@ def run_text_bench(
         ),
         Figure("time to first token", ttft_ember, "ms", ttft_bare, ""),
         Figure("time to first token overhead (paired)", overhead, "ms", None, "<= 30 ms"),
-        Figure("  of which outside the engine", median(outside) * 1000, "ms", None, "pipe, queue, pipeline, guard"),
+        Figure(
+            "  of which outside the engine", median(outside).scaled(1000), "ms", None, "pipe, queue, pipeline, guard"
+        ),
         *cache,
     ]
     return report

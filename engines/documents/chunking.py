@@ -27,6 +27,8 @@ CountTokens = Callable[[str], int]
 SplitTokens = Callable[[str, int], list[tuple[int, int]]]  # text, max tokens -> character spans
 
 _HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$")
+# A setext heading's underline: "===" makes the paragraph above it a level-1 heading, "---" a level-2 one.
+_UNDERLINE = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
 _FENCE = re.compile(r"^[ \t]*(```|~~~)")
 # A new list item or table row starts a unit of its own.
 _ITEM = re.compile(r"\n(?=[ \t]*(?:[-*+][ \t]|\d{1,3}[.)][ \t]|\|))")
@@ -122,6 +124,14 @@ def _sections(doc: Extracted) -> list[_Section]:
             sections.append(current)
         current = _Section(heading, page, [])
 
+    def open_heading(level: int, title: str) -> list[tuple[int, str]]:
+        """Start the section of a heading; returns the headings open below it."""
+        opened = [h for h in headings if h[0] < level] + [(level, title)]
+        # The document's title (its one level-1 heading) is the file's title; the path starts below it.
+        path = [t for lv, t in opened if not (lv == 1 and t == doc.title)]
+        new_section(" > ".join(path), current.page)
+        return opened
+
     for line in text.split("\n"):
         end = pos + len(line)
         while next_page < len(doc.page_starts) and pos >= doc.page_starts[next_page]:
@@ -139,11 +149,12 @@ def _sections(doc: Extracted) -> list[_Section]:
             pass
         elif markdown and (m := _HEADING.match(line)):
             close_block(pos)
-            level, title = len(m.group(1)), m.group(2).strip()
-            headings = [h for h in headings if h[0] < level] + [(level, title)]
-            # The document's title (its one "# ") is the file's title; the path starts below it.
-            path = [t for lv, t in headings if not (lv == 1 and t == doc.title)]
-            new_section(" > ".join(path), current.page)
+            headings = open_heading(len(m.group(1)), m.group(2).strip())
+        elif markdown and block_start is not None and (m := _UNDERLINE.match(line)):
+            # The paragraph above is the heading's text (CommonMark): it is not a passage of its own.
+            title = " ".join(text[block_start:pos].split())
+            block_start = None
+            headings = open_heading(1 if m.group(1)[0] == "=" else 2, title)
         elif not line.strip():
             close_block(pos)
         elif block_start is None:

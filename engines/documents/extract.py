@@ -9,6 +9,7 @@ person; the indexer records it for that file and goes on with the rest.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,11 +98,17 @@ def _decode(data: bytes) -> str:
         return data.decode("cp1252", "replace")
 
 
+_SETEXT_TITLE = re.compile(r"^ {0,3}=+[ \t]*$")
+
+
 def _title(text: str, path: Path) -> str:
-    """A Markdown file's first top-level heading, or the file's name."""
-    for line in text.splitlines()[:50]:
+    """A Markdown file's first top-level heading ("# Title", or "Title" underlined with "==="), or the file's name."""
+    lines = text.splitlines()[:50]
+    for i, line in enumerate(lines):
         if line.startswith("# "):
             return line[2:].strip() or path.stem
+        if i and lines[i - 1].strip() and _SETEXT_TITLE.match(line):
+            return lines[i - 1].strip()
     return path.stem
 
 

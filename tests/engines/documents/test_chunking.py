@@ -84,6 +84,23 @@ def test_markdown_headings_make_the_heading_path_and_code_stays_whole(tokens: To
     assert [c.line for c in chunks] == [3, 7, 11, 21]
 
 
+def test_underlined_markdown_headings_are_headings_and_not_passages(tokens: Tokens, tmp_path: Path) -> None:
+    path = tmp_path / "notes.md"
+    path.write_text(
+        "Field notes\n===========\n\nIntro text.\n\nThe pump\n--------\n\nIt needs oil.\n\n"
+        "### Winter\n\nDrain it.\n\nA rule follows.\n\n---\n\nThe end.\n"
+    )
+    doc = extract(path)
+    assert doc.title == "Field notes"
+    chunks = chunk_document(doc, tokens.count, tokens.split)
+    # A "---" after a blank line is a thematic break, not an underline: it stays in the text.
+    assert [(c.heading, c.text) for c in chunks][:3] == [
+        ("", "Intro text."),
+        ("The pump", "It needs oil."),
+        ("The pump > Winter", "Drain it.\n\nA rule follows.\n\n---\n\nThe end."),
+    ]
+
+
 def test_pdf_passages_keep_their_page_and_never_span_two(tokens: Tokens, tmp_path: Path) -> None:
     path = write_pdf(
         tmp_path / "manual.pdf",
