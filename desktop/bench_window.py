@@ -34,7 +34,7 @@ ENGINES = ("chat", "image", "speech", "music", "upscale", "dictation")
 PROMPT = "Write four short sentences about a lighthouse keeper's evening."
 
 
-class _Finished:
+class Finished:
     """The Studio's terminal events, collected on the queue's thread and read on the GUI thread."""
 
     def __init__(self) -> None:
@@ -55,7 +55,8 @@ class _Finished:
             return self._events[-1] if self._events else None
 
 
-def _run_loop_for(seconds: float) -> None:
+def run_loop_for(seconds: float) -> None:
+    """Run the Qt event loop for ``seconds``."""
     from PySide6.QtCore import QEventLoop, QTimer
 
     loop = QEventLoop()
@@ -63,7 +64,7 @@ def _run_loop_for(seconds: float) -> None:
     loop.exec()
 
 
-def _run_loop_until(done: Callable[[], bool], timeout_s: float) -> bool:
+def run_loop_until(done: Callable[[], bool], timeout_s: float) -> bool:
     """Run the event loop until ``done()`` (asked every 20 ms) or the timeout; returns whether it came."""
     from PySide6.QtCore import QEventLoop, QTimer
 
@@ -145,7 +146,7 @@ def measure(engines: tuple[str, ...], image_model: str | None) -> dict[str, Any]
 
     app = QApplication.instance() or QApplication([])
     studio = Studio()
-    finished = _Finished()
+    finished = Finished()
     studio.subscribe(finished)
     window = build_main_window(studio)
     app.setStyleSheet(load_stylesheet())
@@ -155,9 +156,9 @@ def measure(engines: tuple[str, ...], image_model: str | None) -> dict[str, Any]
     result: dict[str, Any] = {"platform": app.platformName(), "engines": {}}
     try:
         began = time.perf_counter()
-        _run_loop_until(lambda: studio.wait_warm(0), TIMEOUT_S)  # the safety filter's models are loaded
+        run_loop_until(lambda: studio.wait_warm(0), TIMEOUT_S)  # the safety filter's models are loaded
         result["warm_s"] = time.perf_counter() - began
-        _run_loop_for(REST_S)
+        run_loop_for(REST_S)
         result["idle_mb"] = idle_memory_kb() / 1024
         starters = _starters(window, image_model)
         for name in engines:
@@ -165,13 +166,13 @@ def measure(engines: tuple[str, ...], image_model: str | None) -> dict[str, Any]
             result["engines"][name] = row
             try:
                 start = starters[name]()
-                _run_loop_for(REST_S / 4)  # what preparing queued for the loop is done before measuring
+                run_loop_for(REST_S / 4)  # what preparing queued for the loop is done before measuring
                 before = finished.count()
                 meter.start()
                 began = time.perf_counter()
                 if not start():
                     raise RuntimeError("the panel started nothing")
-                came = _run_loop_until(lambda before=before: finished.count() > before, TIMEOUT_S)
+                came = run_loop_until(lambda before=before: finished.count() > before, TIMEOUT_S)
                 took = time.perf_counter() - began
                 row["stall_ms"] = meter.stop()
                 event = finished.last()
@@ -180,10 +181,10 @@ def measure(engines: tuple[str, ...], image_model: str | None) -> dict[str, Any]
                 if event.kind.value != "result":
                     raise RuntimeError(f"the job ended {event.kind.value}: {event.data}")
                 row["job_s"] = took
-                _run_loop_for(REST_S)  # the panel shows the result; the engine process settles
+                run_loop_for(REST_S)  # the panel shows the result; the engine process settles
                 row["idle_mb"] = idle_memory_kb() / 1024
                 meter.start()  # the baseline: the same window with nothing running, as long as the job took
-                _run_loop_for(min(took, IDLE_CAP_S))
+                run_loop_for(min(took, IDLE_CAP_S))
                 row["idle_stall_ms"] = meter.stop()
             except Exception as exc:  # one engine that cannot run here is recorded; the others still run
                 meter.stop()
