@@ -11,7 +11,8 @@ are "not found" here, never a false match.
 from __future__ import annotations
 
 import io
-import wave
+import re
+import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,6 +106,8 @@ def verify_file(
         data = path.read_bytes()
     except OSError as exc:
         return VerifyReport(str(path), "unknown", None, error=f"Ember cannot read '{path}' ({exc.strerror or exc}).")
+    if not data.strip():
+        return VerifyReport(str(path), "unknown", None, error=f"'{path.name}' is empty: there is nothing to check.")
     find = find_records or (lambda kind, payload, text: [])
     try:
         if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
@@ -135,6 +138,14 @@ def _read_image(data: bytes) -> tuple[np.ndarray | None, str, dict[str, Any]]:
                 if isinstance(comment, bytes | str):
                     text = _user_comment(comment)
             pixels = np.asarray(img.convert("RGB"))
+    except Image.DecompressionBombError as exc:
+        # Pillow's guard against a small file that decodes to gigabytes: say so, do not decode it.
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(found.group(1)):,} pixels" if found else "more pixels than Ember reads"
+        raise EmberError(
+            f"This image is too large to check: it would decode to {size}, more than any photograph has "
+            "(a file made to exhaust memory, or a damaged header)."
+        ) from None
     except (UnidentifiedImageError, OSError, ValueError):
         return None, "", {}
     parameters: dict[str, Any] = {}
@@ -192,25 +203,60 @@ def _mark_report(kind: str, result: Any) -> MarkReport:
     return MarkReport(kind, result.found, verdict, result.p_value, result.confidence, result.payload)
 
 
+_PCM, _FLOAT, _EXTENSIBLE = 1, 3, 0xFFFE
+
+
 def read_wav(data: bytes) -> tuple[np.ndarray, int]:
-    """Return mono float32 samples in [-1, 1] and the sample rate; raises EmberError for unreadable WAV."""
-    try:
-        with wave.open(io.BytesIO(data)) as w:
-            rate, width, channels = w.getframerate(), w.getsampwidth(), w.getnchannels()
-            frames = w.readframes(w.getnframes())
-    except (wave.Error, EOFError) as exc:
-        raise EmberError(f"This WAV file cannot be read ({exc}); Ember reads PCM WAV files.") from None
-    if width == 2:
-        samples = np.frombuffer(frames, dtype="<i2").astype(np.float32) / 32768.0
-    elif width == 1:
-        samples = (np.frombuffer(frames, dtype=np.uint8).astype(np.float32) - 128.0) / 128.0
-    elif width == 4:
-        samples = np.frombuffer(frames, dtype="<i4").astype(np.float32) / 2147483648.0
+    """Return mono float32 samples in [-1, 1] and the sample rate; raises EmberError for unreadable WAV.
+
+    Reads 8, 16, 24 and 32-bit PCM and 32 and 64-bit float, plain or in the extensible layout (what
+    audio editors export). A data chunk that claims more than the file holds is read as far as it goes.
+    """
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        raise EmberError("This file is not a WAV file (it has no RIFF/WAVE header).")
+    fmt: bytes | None = None
+    frames: bytes | None = None
+    pos = 12
+    while pos + 8 <= len(data) and frames is None:
+        kind, size = data[pos : pos + 4], int.from_bytes(data[pos + 4 : pos + 8], "little")
+        body = data[pos + 8 : pos + 8 + size]
+        if kind == b"fmt ":
+            fmt = body
+        elif kind == b"data":
+            frames = body
+        pos += 8 + size + (size & 1)
+    if fmt is None or len(fmt) < 16:
+        raise EmberError("This WAV file is damaged: it has no complete format chunk.")
+    tag, channels, rate, _, _, bits = struct.unpack("<HHIIHH", fmt[:16])
+    if tag == _EXTENSIBLE and len(fmt) >= 26:
+        tag = int.from_bytes(fmt[24:26], "little")  # the sub-format's first two bytes are its tag
+    if frames is None:
+        raise EmberError("This WAV file holds no audio (it has no data chunk).")
+    if channels < 1 or rate < 1:
+        raise EmberError(f"This WAV file is damaged: it says it has {channels} channels at {rate} samples a second.")
+    supported = {(_PCM, 8), (_PCM, 16), (_PCM, 24), (_PCM, 32), (_FLOAT, 32), (_FLOAT, 64)}
+    if (tag, bits) not in supported:
+        kind_name = {_PCM: "PCM", _FLOAT: "float"}.get(tag, f"format-{tag}")
+        raise EmberError(
+            f"This WAV file holds {bits}-bit {kind_name} samples; Ember reads 8, 16, 24 and 32-bit PCM and "
+            "32 and 64-bit float WAV. Export it as 16-bit PCM and try again."
+        )
+    width = bits // 8
+    frames = frames[: len(frames) // (width * channels) * (width * channels)]
+    raw = np.frombuffer(frames, dtype=np.uint8)
+    if tag == _FLOAT:
+        samples = np.frombuffer(frames, dtype="<f4" if bits == 32 else "<f8").astype(np.float32)
+    elif bits == 8:
+        samples = (raw.astype(np.float32) - 128.0) / 128.0
+    elif bits == 24:
+        triples = raw.reshape(-1, 3).astype(np.int32)
+        values = triples[:, 0] | (triples[:, 1] << 8) | (triples[:, 2] << 16)
+        samples = (np.where(values >= 1 << 23, values - (1 << 24), values) / float(1 << 23)).astype(np.float32)
     else:
-        raise EmberError(f"This WAV file has {8 * width}-bit samples; Ember reads 8, 16 and 32-bit PCM.")
+        samples = np.frombuffer(frames, dtype=f"<i{width}").astype(np.float32) / float(1 << (bits - 1))
     if channels > 1:
         samples = samples.reshape(-1, channels).mean(axis=1)
-    return samples, rate
+    return np.clip(samples, -1.0, 1.0).astype(np.float32), rate
 
 
 def _verify_text(
