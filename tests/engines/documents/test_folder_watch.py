@@ -107,11 +107,14 @@ def test_the_studio_knows_every_index_run_and_queues_one_waiting_run_a_folder(st
     first = studio.submit(request)
     second = studio.submit(request)  # while the first waits or runs, a second waits behind it
     third = studio.submit(request)
-    assert third is second or third is first  # never a third waiting run of the same folder
-    jobs = studio.documents.index_jobs()
-    assert first in jobs[request.folder]
-    assert studio.documents.stop(folder)
-    for job in (first, second):
+    # Never two waiting runs of one folder. (A job only goes from waiting to started, so two seen waiting now
+    # were both waiting when the third was asked for. On a fast machine the small folder's first run can end,
+    # and the second start, before the third is asked for: then the third is a new run, rightly.)
+    assert len({job for job in (first, second, third) if not job.started}) <= 1
+    jobs = studio.documents.index_jobs().get(request.folder, [])
+    assert all(job in jobs or job.done for job in (first, second, third))
+    assert studio.documents.stop(folder) or all(job.done for job in (first, second, third))
+    for job in (first, second, third):
         final = job.wait(120)
         assert final is not None and final.kind in (EventKind.CANCELLED, EventKind.RESULT)
     assert studio.documents.index_jobs() == {}
