@@ -213,7 +213,10 @@ class Studio:
         self.pipeline = OutputPipeline((SafetyStage(self.safety), ProvenanceStage(self.key), *stages), [self.records])
         # Jobs that are not a modality's: reports about files, and model downloads.
         self._handlers: dict[type, Callable[[Job], Any]] = {VerifyRequest: self._run_verify}
-        self._request_checks: list[RequestCheck] = [self.safety.check_request]
+        self._request_checks: list[RequestCheck] = [self._check_prompt]
+        self._warmed = threading.Event()  # the safety filter's learned layers are loaded
+        self._check_on_worker: set[int] = set()  # ids of requests the whole filter has yet to judge
+        self._check_lock = threading.Lock()
         self._tokenizers: dict[str, Callable[[str], list[int]]] = {}
         guard = self.settings.get("safety.guard_model")
         self._guard_path: str | None = guard if isinstance(guard, str) and guard else None
@@ -261,8 +264,33 @@ class Studio:
     def _warm(self) -> None:
         from engines.hardware import gpus
 
-        self.safety.warm_up()
+        try:
+            self.safety.warm_up()
+        finally:
+            self._warmed.set()
         self._gpu = bool(gpus())
+
+    def _check_prompt(self, request: Any) -> None:
+        """The safety filter's check at submission, on the caller's thread (the window's, often).
+
+        In the first seconds after start the learned layers are still loading, and waiting for them
+        here froze the window for up to a second (``bench window``). Until they are loaded, the word
+        rules judge at submission (they load nothing) and the whole filter judges again on the
+        worker, before the engine runs: nothing goes around it, and the window never waits.
+        """
+        if self._warmed.is_set():
+            self.safety.check_request(request)
+            return
+        self.safety.check_request(request, rules_only=True)
+        with self._check_lock:
+            self._check_on_worker.add(id(request))
+
+    def _checked_later(self, request: Any) -> bool:
+        with self._check_lock:
+            if id(request) in self._check_on_worker:
+                self._check_on_worker.discard(id(request))
+                return True
+            return False
 
     # -- settings ------------------------------------------------------------------------------
     def set_policy(self, policy: Policy, *, save: bool = True) -> None:
@@ -301,7 +329,9 @@ class Studio:
         """Queue a request; its events go to ``listener`` and to every subscriber.
 
         A request the checks refuse (an unsafe prompt) still returns a job: it ends at
-        once as ``blocked`` with the reason, and its refusal is recorded.
+        once as ``blocked`` with the reason, and its refusal is recorded. (In the first seconds
+        after start, what only the learned layers catch is refused on the worker instead, as the
+        job starts: see :meth:`_check_prompt`.)
         """
         return self._submit(request, priority, listener, None)
 
@@ -503,6 +533,9 @@ class Studio:
         return bool(self._gpu)
 
     def _run(self, job: Job) -> Any:
+        if self._checked_later(job.request):  # submitted while the learned layers loaded: they judge it now
+            job.emit(EventKind.PROGRESS, Checking())
+            self.safety.check_request(job.request, job_id=job.id)
         if self.safety.guard is not None and not isinstance(
             job.request, (VerifyRequest, QueuedDownload, IndexFolderRequest, EmbedTextsRequest)
         ):

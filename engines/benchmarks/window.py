@@ -77,9 +77,16 @@ def run_window_bench(
         "image model": how,
     })  # fmt: skip
     report.figures.append(
-        Figure("idle memory, nothing loaded", median([r["idle_mb"] for r in results]), "MB", None, "")
+        Figure(
+            "idle memory after start-up (safety models, and the chat model when chat ran first)",
+            median([r["idle_mb"] for r in results]),
+            "MB",
+            None,
+            "",
+        )
     )
-    for name in engines:
+    shown = [name for name in results[0]["engines"] if name not in engines] + list(engines)  # "at start" first
+    for name in shown:
         rows = [r["engines"].get(name, {}) for r in results]
         good = [row for row in rows if "error" not in row and "stall_ms" in row]
         if not good:

@@ -11,6 +11,7 @@ embeddings) on the GPU with onnxruntime's IO binding, so each step uploads only 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,18 @@ def graph_files_bytes(path: Path) -> int:
         if item.is_file() and item.suffix not in (".json", ".txt"):
             total += item.stat().st_size
     return total
+
+
+def ort_reason(exc: BaseException) -> str:
+    """onnxruntime's error in words for a person: without its "[ONNXRuntimeError] : 1 : FAIL :" prefix
+    and the C++ source positions it names; the first line, at most 300 characters."""
+    text = str(exc).strip()
+    if not text:
+        return type(exc).__name__
+    text = re.sub(r"\[ONNXRuntimeError\]\s*:\s*\d+\s*:\s*\w+\s*:\s*", "", text.splitlines()[0])
+    text = re.sub(r"Exception during initialization:\s*|\[\w*Error\]\s*", "", text)
+    text = re.sub(r"\s*/?[\w/.-]*\.(cc|h|cpp):\d+\s+[\w:]+(\([^)]*\))?\s*", " ", text)
+    return text.strip()[:300]
 
 
 class OnnxGraph:
@@ -101,7 +114,13 @@ class OnnxGraph:
                 # CPU can still run it, and the engine tells the person it fell back.
                 session = ort.InferenceSession(str(self.path), options, providers=[CPU])
         except Exception as exc:  # onnxruntime raises its own exception types, all plain Exceptions
-            detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            detail = ort_reason(exc)
+            if "external data" in detail.lower():
+                raise ModelFileError(
+                    f"The {self.name} of this model ('{self.path}') names weights that are outside its folder, "
+                    f"missing or damaged ({detail}). Ember reads a model's weights only from inside its own "
+                    "folder, so it did not load it. Re-download or re-convert the model."
+                ) from None
             if "alloc" in detail.lower():
                 raise OutOfMemoryError(
                     f"There is not enough memory to load the {self.name} of this model ({detail}). "

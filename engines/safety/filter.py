@@ -94,18 +94,26 @@ class SafetyFilter:
         return self.image.blur(pixels)
 
     # -- requests ----------------------------------------------------------------------
-    def check_request(self, request: Any, *, guard_only: bool = False, job_id: int | None = None) -> None:
+    def check_request(
+        self, request: Any, *, guard_only: bool = False, rules_only: bool = False, job_id: int | None = None
+    ) -> None:
         """Check what a person asked for; raise OutputBlocked (with a decision for them) to refuse it.
 
         Which texts those are, the request's modality says (:func:`prompt_texts`); a request
         no modality runs and that does not declare itself free of prompts is refused.
         ``guard_only`` asks only the guard model (on the worker, after the fast layers
-        passed at submission).
+        passed at submission). ``rules_only`` asks only the word rules, which load nothing (at
+        submission while the learned layers still load; the whole filter then runs on the worker).
         """
         if guard_only and self.guard is None:
             return
         for text in prompt_texts(request):
-            findings = self.guard(text, "prompt") if guard_only and self.guard else self.text_findings(text, "prompt")
+            if guard_only and self.guard:
+                findings = self.guard(text, "prompt")
+            elif rules_only:
+                findings = self.text.check(text, role="prompt", models=False)
+            else:
+                findings = self.text_findings(text, "prompt")
             verdict = self.policy.decide(findings)
             self.log(verdict, "prompt", job_id=job_id)
             if not verdict.allowed:

@@ -80,11 +80,12 @@ class TextSafety:
 
     # --- checking -------------------------------------------------------------------
 
-    def check(self, text: str, *, role: str = OUTPUT, meaning: bool = True) -> list[Finding]:
+    def check(self, text: str, *, role: str = OUTPUT, meaning: bool = True, models: bool = True) -> list[Finding]:
         """Return every finding for ``text``: rules, the models, then the extra checkers.
 
         ``meaning``: whether the meaning layer runs too (the stream guard asks for it at the
-        end of a sentence only; about 8 ms a check).
+        end of a sentence only; about 8 ms a check). ``models`` False leaves out both learned
+        layers (the meaning layer and the profanity model), which never then load.
 
         ``role`` is "prompt" (a person's request: asking for dangerous instructions
         counts) or "output" (a reply: giving them counts). Offsets are in ``text``.
@@ -92,7 +93,7 @@ class TextSafety:
         ValueError for an unknown role.
         """
         norm = normalize(text)
-        findings = self._layers(norm, role, classify=True, meaning=meaning)
+        findings = self._layers(norm, role, classify=True, meaning=meaning, models=models)
         if role == PROMPT:
             person = real_person_finding(text, norm)
             if person is not None:
@@ -140,11 +141,15 @@ class TextSafety:
             for f in findings
         ]
 
-    def _layers(self, norm: NormalizedText, role: str, *, classify: bool, meaning: bool) -> list[Finding]:
+    def _layers(
+        self, norm: NormalizedText, role: str, *, classify: bool, meaning: bool, models: bool = True
+    ) -> list[Finding]:
         """Return the rules' findings, the meaning layer's when asked, and when useful the gated profanity finding."""
         if role not in (PROMPT, OUTPUT):
             raise ValueError(f"role must be 'prompt' or 'output', not {role!r}")
         findings = check_normalized(norm, role)
+        if not models:
+            return findings
         if meaning and self.semantic is not None and norm.text.strip():
             findings.extend(_in_domain(norm, f) for f in self.semantic.findings(norm.text, role))
         profane = next((f for f in findings if f.category is Category.PROFANITY), None)
