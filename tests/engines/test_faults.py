@@ -5,7 +5,6 @@ carries on, and nothing already saved is lost.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 import random
@@ -13,9 +12,9 @@ import shutil
 import signal
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
+from full_disk import FullDisk
 
 from engines.jobs import EventKind, JobEvent
 from engines.music.requests import ComposeRequest
@@ -24,27 +23,6 @@ from engines.text.requests import ChatRequest, Message, ModelOptions, Sampling
 
 HI = (Message("user", "Say hello."),)
 SHORT = Sampling(temperature=0.0, max_tokens=6)
-
-
-class FullDisk:
-    """A file object that writes part of the data, then reports the disk full (ENOSPC)."""
-
-    def __init__(self, real: Any) -> None:
-        self.real = real
-
-    def write(self, data: bytes) -> int:
-        self.real.write(data[: len(data) // 2])
-        self.real.flush()
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.real, name)
-
-    def __enter__(self) -> FullDisk:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.real.close()
 
 
 def _saved_files(home: Path) -> dict[Path, str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import io
 import os
 import wave
@@ -11,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from full_disk import FullDisk
 from PIL import ExifTags, Image
 
 from engines.errors import EmberError
@@ -189,27 +189,6 @@ def test_raw_outputs_are_refused(ember_home: Path, image: Delivered, clip: Deliv
 def test_unknown_image_format_is_refused_with_a_readable_message(ember_home: Path, image: Delivered) -> None:
     with pytest.raises(EmberError, match="PNG, JPEG or WebP"):
         save_image(image, ember_home / "out.gif")
-
-
-class FullDisk:
-    """A file object that takes part of the data and then reports the disk full (ENOSPC)."""
-
-    def __init__(self, real: Any) -> None:
-        self.real = real
-
-    def write(self, data: bytes) -> int:
-        self.real.write(data[: len(data) // 2])
-        self.real.flush()
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.real, name)
-
-    def __enter__(self) -> FullDisk:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.real.close()
 
 
 @pytest.mark.parametrize("kind", ["image", "audio"])
