@@ -37,7 +37,7 @@ from engines.provenance.stage import ProvenanceStage
 from engines.provenance.verify import VerifyReport, VerifyRequest, verify_file
 from engines.records import RecordStore
 from engines.safety.audit import AuditLog
-from engines.safety.filter import SafetyFilter
+from engines.safety.filter import SafetyFilter, prompt_texts
 from engines.safety.policy import Policy
 from engines.safety.stage import SafetyStage
 from engines.settings import SettingsStore
@@ -282,8 +282,9 @@ class Studio:
             self.safety.check_request(request)
             return
         self.safety.check_request(request, rules_only=True)
-        with self._check_lock:
-            self._check_on_worker.add(id(request))
+        if prompt_texts(request):  # a request with no text a person wrote (Verify, a download) has nothing more
+            with self._check_lock:
+                self._check_on_worker.add(id(request))
 
     def _checked_later(self, request: Any) -> bool:
         with self._check_lock:

@@ -75,3 +75,12 @@ def test_a_safe_prompt_runs_after_the_check_on_the_worker(starting_studio: Studi
     final, events, _ = _chat(starting_studio, smol, "Say hello.")
     assert final is not None and final.kind is EventKind.RESULT, final
     assert any(e.kind is EventKind.PROGRESS and isinstance(e.data, Checking) for e in events)
+
+
+def test_a_request_without_a_prompt_is_not_checked_again_on_the_worker(starting_studio: Studio, tmp_path: Path) -> None:
+    from engines.provenance.verify import VerifyRequest
+
+    events: list[JobEvent] = []
+    final = starting_studio.submit(VerifyRequest((str(tmp_path / "none.png"),)), listener=events.append).wait(60)
+    assert final is not None and final.kind is EventKind.RESULT, final
+    assert not any(e.kind is EventKind.PROGRESS and isinstance(e.data, Checking) for e in events)
