@@ -2,6 +2,28 @@
 
 from __future__ import annotations
 
+import re
+import struct
+
+# What Pillow raises for a damaged or hostile image, besides the OSError (and UnidentifiedImageError)
+# it documents. ``bench fuzz`` found SyntaxError (a broken PNG chunk met while decoding) and
+# NotImplementedError (an unknown DDS pixel format) passing every image loader; the others are what
+# Pillow's plugins raise for a file that lies about itself (struct.error, EOFError, IndexError,
+# KeyError, TypeError, ValueError, ZeroDivisionError). Catch them around opening and decoding a
+# file only, and say the file cannot be read.
+IMAGE_DECODE_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    SyntaxError,
+    struct.error,
+    EOFError,
+    IndexError,
+    KeyError,
+    TypeError,
+    ValueError,
+    NotImplementedError,
+    ZeroDivisionError,
+)
+
 
 class EmberError(Exception):
     """An error whose message is meant for a person: what happened, and what to do.
@@ -22,6 +44,28 @@ class ContextOverflowError(EmberError):
 
 class OutOfMemoryError(EmberError):
     """A model or request that does not fit in the memory this machine has free."""
+
+
+# How native libraries say an allocation failed: onnxruntime's arena ("Failed to allocate memory for
+# requested buffer"), CUDA ("CUDA failure 2: out of memory", "cudaMalloc failed"), cuBLAS and cuDNN
+# ("..._STATUS_ALLOC_FAILED"), llama.cpp's log ("unable to allocate CUDA0 buffer", "failed to allocate
+# buffer for kv cache"), C++ ("std::bad_alloc").
+_OUT_OF_MEMORY = re.compile(
+    r"out of memory|failed to allocate|alloc(ation)?[ _]failed|bad_alloc|insufficient memory"
+    r"|cudaErrorMemoryAllocation|unable to allocate",
+    re.IGNORECASE,
+)
+_GPU = re.compile(r"cuda|\bgpu\b|cublas|cudnn|tensorrt|directml|\bdml\b|metal|vulkan|on device \d", re.IGNORECASE)
+
+
+def says_out_of_memory(text: str) -> bool:
+    """Whether a native library's error text (onnxruntime, CUDA, llama.cpp's log) says an allocation failed."""
+    return bool(_OUT_OF_MEMORY.search(text))
+
+
+def names_gpu(text: str) -> bool:
+    """Whether a native library's error text is about a GPU (CUDA, Metal, Vulkan, DirectML and their libraries)."""
+    return bool(_GPU.search(text))
 
 
 class Cancelled(Exception):

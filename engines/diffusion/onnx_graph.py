@@ -11,13 +11,14 @@ embeddings) on the GPU with onnxruntime's IO binding, so each step uploads only 
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from engines.errors import EmberError, ModelFileError, OutOfMemoryError
+from engines.errors import EmberError, ModelFileError
+from engines.models.onnx_header import read_onnx_header
+from engines.ort_errors import is_out_of_memory, load_error, ort_reason, out_of_memory
 
 _DTYPES: dict[str, type] = {
     "tensor(float)": np.float32,
@@ -45,18 +46,6 @@ def graph_files_bytes(path: Path) -> int:
         if item.is_file() and item.suffix not in (".json", ".txt"):
             total += item.stat().st_size
     return total
-
-
-def ort_reason(exc: BaseException) -> str:
-    """onnxruntime's error in words for a person: without its "[ONNXRuntimeError] : 1 : FAIL :" prefix
-    and the C++ source positions it names; the first line, at most 300 characters."""
-    text = str(exc).strip()
-    if not text:
-        return type(exc).__name__
-    text = re.sub(r"\[ONNXRuntimeError\]\s*:\s*\d+\s*:\s*\w+\s*:\s*", "", text.splitlines()[0])
-    text = re.sub(r"Exception during initialization:\s*|\[\w*Error\]\s*", "", text)
-    text = re.sub(r"\s*/?[\w/.-]*\.(cc|h|cpp):\d+\s+[\w:]+(\([^)]*\))?\s*", " ", text)
-    return text.strip()[:300]
 
 
 class OnnxGraph:
@@ -88,7 +77,12 @@ class OnnxGraph:
         return graph_files_bytes(self.path)
 
     def load(self) -> None:
-        """Make the onnxruntime session. Raises ModelFileError for a missing or damaged file."""
+        """Make the onnxruntime session.
+
+        Raises ModelFileError for a missing or damaged file, or one whose weights are outside its
+        folder, missing or short (checked before onnxruntime opens anything); OutOfMemoryError when
+        it does not fit.
+        """
         if self._session is not None:
             return
         if not self.path.is_file():
@@ -96,6 +90,10 @@ class OnnxGraph:
                 f"The model folder has no {self.name} graph ('{self.path}' is missing). "
                 "Re-download or re-convert the model."
             )
+        try:
+            read_onnx_header(self.path)
+        except ModelFileError as exc:
+            raise ModelFileError(f"The {self.name} of this model cannot be used: {exc}") from None
         import onnxruntime as ort  # heavy: imported in the worker, never at start-up
 
         options = ort.SessionOptions()
@@ -114,21 +112,7 @@ class OnnxGraph:
                 # CPU can still run it, and the engine tells the person it fell back.
                 session = ort.InferenceSession(str(self.path), options, providers=[CPU])
         except Exception as exc:  # onnxruntime raises its own exception types, all plain Exceptions
-            detail = ort_reason(exc)
-            if "external data" in detail.lower():
-                raise ModelFileError(
-                    f"The {self.name} of this model ('{self.path}') names weights that are outside its folder, "
-                    f"missing or damaged ({detail}). Ember reads a model's weights only from inside its own "
-                    "folder, so it did not load it. Re-download or re-convert the model."
-                ) from None
-            if "alloc" in detail.lower():
-                raise OutOfMemoryError(
-                    f"There is not enough memory to load the {self.name} of this model ({detail}). "
-                    "Close other models or programs and try again."
-                ) from None
-            raise ModelFileError(
-                f"'{self.path}' is not a valid ONNX model (truncated?): {detail}. Re-download or re-convert the model."
-            ) from None
+            raise load_error(exc, self.path, f"the {self.name} of this model") from None
         self._session = session
         self.provider = session.get_providers()[0]
         self._inputs = {i.name: (_DTYPES.get(i.type, np.float32), list(i.shape)) for i in session.get_inputs()}
@@ -233,10 +217,12 @@ class OnnxGraph:
         self._bound.clear()
 
     def _run_error(self, exc: Exception) -> EmberError:
-        detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-        if "alloc" in detail.lower():
-            return OutOfMemoryError(
-                f"The {self.name} ran out of memory ({detail}). Lower the image size or the batch, "
-                "or close other models."
+        if is_out_of_memory(exc):
+            return out_of_memory(
+                exc,
+                f"the {self.name} to make this image",
+                "Make a smaller image, or fewer at once, or close other programs (on the GPU: other models "
+                "and games too). Images already saved are kept.",
+                on_gpu=self.provider == CUDA,
             )
-        return EmberError(f"The {self.name} of this model failed to run ({detail}). The model may be damaged.")
+        return EmberError(f"The {self.name} of this model failed to run ({ort_reason(exc)}). The model may be damaged.")

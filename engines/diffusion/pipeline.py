@@ -33,7 +33,7 @@ from engines.diffusion.preview import latent_preview
 from engines.diffusion.schedulers import NoiseSource, Scheduler, SeededNoise, make_scheduler
 from engines.diffusion.tiling import decode_tiled
 from engines.engine import Progress
-from engines.errors import EmberError, ModelFileError
+from engines.errors import IMAGE_DECODE_ERRORS, EmberError, ModelFileError
 from engines.jobs import CancelToken
 
 # Folder names that say nothing about the model; such a folder is named with its parent too.
@@ -175,7 +175,7 @@ def load_init_image(image: str | Path | np.ndarray, width: int, height: int) -> 
     ``image`` is a file path or an HxWx3 (or HxWx4, HxW) uint8 array. Resizing uses Lanczos,
     as diffusers does. Raises EmberError when the file cannot be read as an image.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     if isinstance(image, np.ndarray):
         array = image
@@ -192,7 +192,7 @@ def load_init_image(image: str | Path | np.ndarray, width: int, height: int) -> 
                 picture = opened.convert("RGB")
         except FileNotFoundError:
             raise EmberError(f"The starting image '{image}' does not exist. Pick another file.") from None
-        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
+        except (*IMAGE_DECODE_ERRORS, Image.DecompressionBombError) as exc:
             raise EmberError(
                 f"Ember cannot read the starting image '{image}' ({exc}). Pick a PNG, JPEG or WebP file."
             ) from None

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from engines.errors import Cancelled, EmberError, EngineCrashed, OutOfMemoryError, describe_failure
-from engines.host.wire import LOADING, RUNNING, Call, EngineContext, EngineFactory, EngineFault, EngineInfo, Ran
+from engines.host.wire import LOADING, RUNNING, TOKEN, Call, EngineContext, EngineFactory, EngineFault, EngineInfo, Ran
 from engines.jobs import CancelToken
 
 log = logging.getLogger(__name__)
@@ -272,13 +272,22 @@ class EnginePool:
         """Run ``request`` with the engine for ``options`` in the ``lane`` process; see :meth:`EngineHost.call`.
 
         When the model does not fit, idle models in the other engine processes are unloaded
-        and the load is tried once more.
+        and the run is tried once more, unless text has streamed already (a second run would
+        stream it again after it).
         """
         call = Call(self._factory_for(options), options, "run", (request,))
+        streamed: list[bool] = []
+
+        def watch(kind: str, data: Any) -> None:
+            if kind == TOKEN and not streamed:
+                streamed.append(True)
+            if on_event is not None:
+                on_event(kind, data)
+
         try:
-            return self.host(lane).call(call, on_event=on_event, cancel=cancel, what=what)
+            return self.host(lane).call(call, on_event=watch, cancel=cancel, what=what)
         except OutOfMemoryError:
-            if not self._free_others(lane):
+            if streamed or not self._free_others(lane):
                 raise
             return self.host(lane).call(call, on_event=on_event, cancel=cancel, what=what)
 

@@ -49,7 +49,7 @@ def wav_duration_s(path: Path) -> float:
         with wave.open(str(path), "rb") as clip:
             rate = clip.getframerate()
             return clip.getnframes() / rate if rate else 0.0
-    except (OSError, EOFError, wave.Error):
+    except (OSError, EOFError, wave.Error, RuntimeError):  # RuntimeError: wave's skip past a chunk's end
         return 0.0
 
 

@@ -5,18 +5,28 @@ weight's bytes (``raw_data`` and the typed data arrays) with a seek, so a 1.7 GB
 milliseconds and nothing larger than a graph node is held in memory. It needs neither the
 ``onnx`` package (not a runtime dependency) nor an onnxruntime session (which would load the
 weights). Field numbers are those of ``onnx/onnx.proto``.
+
+It is also the check that an ONNX file a person adds is safe to give onnxruntime
+(:func:`check_external_data`): every weight kept in an external-data file must be inside the
+graph's own folder (no absolute path, no ``..``, no link out of it), a regular file (a named pipe
+would block the reader), and long enough for what the weight declares; a weight stored in the
+file must hold as many bytes as its shape declares (a 4 PiB shape over a few KB is refused here,
+before onnxruntime tries to allocate it).
 """
 
 from __future__ import annotations
 
 import io
+import stat
 import struct
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import BinaryIO
 
 from engines.errors import ModelFileError
+from engines.units import human_bytes
 
 # TensorProto.DataType
 FLOAT, UINT8, INT8, UINT16, INT16, INT32, INT64, STRING, BOOL, FLOAT16, DOUBLE = range(1, 12)
@@ -25,6 +35,10 @@ _PRECISION = {FLOAT: "fp32", DOUBLE: "fp64", FLOAT16: "fp16", BFLOAT16: "bf16", 
 _PRECISION.update({UINT4: "int4", INT4: "int4"})
 _SMALL_MESSAGE_BYTES = 1 << 20  # messages below this are read whole and parsed in memory
 _SMALL_CONSTANT_ELEMENTS = 16  # constants this small keep their values (Resize scales, shapes)
+# Bytes per element of each fixed-size TensorProto.DataType (4-bit types: two elements a byte).
+_ELEMENT_BYTES = {FLOAT: 4, UINT8: 1, INT8: 1, UINT16: 2, INT16: 2, INT32: 4, INT64: 8, BOOL: 1, FLOAT16: 2}
+_ELEMENT_BYTES.update({DOUBLE: 8, 12: 4, 13: 8, 14: 8, 15: 16, BFLOAT16: 2, 17: 1, 18: 1, 19: 1, 20: 1})
+_HALF_BYTE_TYPES = (UINT4, INT4, 23)
 
 
 @dataclass(frozen=True)
@@ -92,6 +106,98 @@ class OnnxHeader:
         return self.file_bytes + self.external_bytes
 
 
+@dataclass(frozen=True)
+class ExternalWeight:
+    """A weight whose bytes are in an external-data file: ``length`` bytes at ``offset`` of ``location``."""
+
+    tensor: str
+    location: str
+    offset: int
+    length: int | None  # None: to the end of what the tensor declares
+    declared_bytes: int | None  # what its type and shape need (None for strings)
+
+    @classmethod
+    def of(cls, tensor: str, entries: dict[str, str], declared_bytes: int | None) -> ExternalWeight:
+        def number(key: str) -> int | None:
+            text = entries.get(key, "").strip()
+            return int(text) if text.isdigit() else None
+
+        return cls(tensor, entries.get("location", ""), number("offset") or 0, number("length"), declared_bytes)
+
+
+def _leaves_folder(location: str) -> bool:
+    """Whether ``location`` names a place outside the folder it is read from, on any system's rules."""
+    for pure in (PurePosixPath(location), PureWindowsPath(location)):
+        if pure.anchor or ".." in pure.parts:
+            return True
+    return False
+
+
+def check_external_data(path: Path, weights: Iterable[ExternalWeight]) -> int:
+    """Check that the external weights of the graph ``path`` are safe to read; return their files' bytes.
+
+    Each must be inside the graph's folder: a relative location without ``..``, and where it is a
+    link, one into that folder or into the folder the graph itself links to (a Hugging Face cache
+    keeps both as links into its blobs). Each must be a regular file holding ``offset + length``
+    bytes, with ``length`` what the weight declares. Only names and sizes are looked at: nothing is
+    opened. Raises ModelFileError, with what to do, for the first weight that is not.
+    """
+    folder = path.parent
+    allowed = {folder.resolve(), path.resolve().parent}
+    sizes: dict[Path, int] = {}
+    for weight in weights:
+        location = weight.location
+        if _leaves_folder(location):
+            raise ModelFileError(
+                f"'{path.name}' names weights outside its folder ('{location}'). Ember reads a model's weights "
+                "only from inside the model's own folder, so it did not load it. Re-download the model from a "
+                "source you trust."
+            )
+        if "\x00" in location:  # no file name holds one (the path functions raise ValueError on it)
+            raise ModelFileError(
+                f"'{path.name}' is damaged: the name of the file it keeps its weights in holds a NUL character. "
+                "Re-download the model."
+            )
+        target = folder / location
+        try:
+            real = target.resolve(strict=True)
+            info = real.stat()
+        except FileNotFoundError:
+            raise ModelFileError(
+                f"'{path.name}' keeps its weights in '{location}', which is not beside it in {folder}. "
+                "Re-download the model, or copy that file beside it."
+            ) from None
+        except (OSError, RuntimeError) as exc:  # RuntimeError: a loop of links
+            raise ModelFileError(
+                f"Ember cannot read the weights of '{path.name}' in '{location}' ({exc}). Re-download the model."
+            ) from None
+        if not any(real.is_relative_to(place) for place in allowed):
+            raise ModelFileError(
+                f"'{path.name}' keeps its weights in '{location}', a link to '{real}' outside its folder. "
+                "Ember reads a model's weights only from inside the model's own folder, so it did not load it. "
+                "Re-download the model, or copy the weights file itself beside it."
+            )
+        if not stat.S_ISREG(info.st_mode):
+            raise ModelFileError(
+                f"'{path.name}' keeps its weights in '{location}', which is not a file (a folder, a pipe or a "
+                "device). Re-download the model."
+            )
+        declared, length = weight.declared_bytes, weight.length
+        if declared is not None and length is not None and declared != length:
+            raise ModelFileError(
+                f"'{path.name}' is damaged: its weight '{weight.tensor}' declares {human_bytes(declared)} "
+                f"({declared:,} bytes) but reads {length:,} from '{location}'. Re-download the model."
+            )
+        need = weight.offset + (length if length is not None else declared or 0)
+        if need > info.st_size:
+            raise ModelFileError(
+                f"'{path.name}' needs {need:,} bytes of '{location}', which holds only {info.st_size:,}: that "
+                "file is cut short or belongs to another model. Re-download the model."
+            )
+        sizes[real] = info.st_size
+    return sum(sizes.values())
+
+
 class _Truncated(Exception):
     def __init__(self, needed: int) -> None:
         super().__init__(needed)
@@ -105,8 +211,9 @@ class _Corrupt(Exception):
 def read_onnx_header(path: Path | str) -> OnnxHeader:
     """Return the declarations of the ONNX file at ``path``, reading only its structure.
 
-    Raises ModelFileError when the file is missing, is not an ONNX model, is cut short,
-    or names an external weights file that is not beside it.
+    Raises ModelFileError when the file is missing, is not an ONNX model, is cut short, holds a
+    weight whose bytes are not what its shape declares, or keeps weights where
+    :func:`check_external_data` refuses them (outside its folder, missing, short).
     """
     path = Path(path)
     try:
@@ -199,14 +306,20 @@ def _fields_mem(buf: bytes):
                 raise _Corrupt("a field is longer than its message")
             yield number, wire, buf[pos : pos + length]
             pos += length
-        elif wire == 1:
-            yield number, wire, buf[pos : pos + 8]
-            pos += 8
-        elif wire == 5:
-            yield number, wire, buf[pos : pos + 4]
-            pos += 4
+        elif wire in (1, 5):
+            n = 8 if wire == 1 else 4
+            if pos + n > end:
+                raise _Corrupt("a message ends inside a number")
+            yield number, wire, buf[pos : pos + n]
+            pos += n
         else:
             raise _Corrupt(f"unknown protobuf wire type {wire}")
+
+
+def _string_entry(buf: bytes) -> tuple[str, str]:
+    """The key and value of a StringStringEntryProto (fields of another wire type are not text: skipped)."""
+    entry = {n: v for n, wire, v in _fields_mem(buf) if wire == 2}
+    return entry.get(1, b"").decode("utf-8", "replace"), entry.get(2, b"").decode("utf-8", "replace")
 
 
 def _fields_file(f: BinaryIO, end: int, file_size: int):
@@ -259,6 +372,7 @@ class _Tensor:
     data_type: int = 0
     external: dict[str, str] = field(default_factory=dict)
     values: tuple[float, ...] | None = None  # kept only for tiny float/int tensors
+    raw_bytes: int | None = None  # the length of its raw_data, when it has one
 
     @property
     def elements(self) -> int:
@@ -266,6 +380,14 @@ class _Tensor:
         for d in self.dims:
             n *= max(d, 0)
         return n
+
+    @property
+    def declared_bytes(self) -> int | None:
+        """The bytes its type and shape need, or None for types without a fixed size (strings)."""
+        if self.data_type in _HALF_BYTE_TYPES:
+            return (self.elements + 1) // 2
+        size = _ELEMENT_BYTES.get(self.data_type)
+        return None if size is None else self.elements * size
 
 
 def _tensor_from_fields(fields, read_bytes) -> _Tensor:
@@ -278,18 +400,20 @@ def _tensor_from_fields(fields, read_bytes) -> _Tensor:
         if number == 1:  # dims
             if wire == 2:
                 tensor.dims.extend(_signed64(v) for v in _packed_varints(read_bytes(value)))
-            else:
+            elif wire == 0:
                 tensor.dims.append(_signed64(value))
-        elif number == 2:
+        # A field of another wire type than its number's is skipped: a number is not text, text not a number.
+        elif number == 2 and wire == 0:
             tensor.data_type = value
-        elif number == 8:
+        elif number == 8 and wire == 2:
             tensor.name = read_bytes(value).decode("utf-8", "replace")
-        elif number == 13:  # external_data: StringStringEntryProto
-            entry = {n: v for n, _, v in _fields_mem(read_bytes(value))}
-            key = entry.get(1, b"").decode("utf-8", "replace")
-            tensor.external[key] = entry.get(2, b"").decode("utf-8", "replace")
+        elif number == 13 and wire == 2:  # external_data: StringStringEntryProto
+            key, entry_value = _string_entry(read_bytes(value))
+            tensor.external[key] = entry_value
         elif number in (9, 4, 7, 5) and wire == 2:
             length = value if isinstance(value, int) else len(value)
+            if number == 9:
+                tensor.raw_bytes = length
             if length > _SMALL_CONSTANT_ELEMENTS * 8:
                 continue  # a weight: skipped (the stream seeks past it)
             data = read_bytes(value)
@@ -314,26 +438,26 @@ def _tensor_from_fields(fields, read_bytes) -> _Tensor:
 
 def _parse_value_info(buf: bytes) -> OnnxValue:
     name, elem_type, shape = "", 0, None
-    for number, _, value in _fields_mem(buf):
-        if number == 1:
+    for number, wire, value in _fields_mem(buf):
+        if number == 1 and wire == 2:
             name = value.decode("utf-8", "replace")
-        elif number == 2:  # TypeProto
-            for n2, _, v2 in _fields_mem(value):
-                if n2 != 1:  # only tensor_type
+        elif number == 2 and wire == 2:  # TypeProto
+            for n2, w2, v2 in _fields_mem(value):
+                if n2 != 1 or w2 != 2:  # only tensor_type
                     continue
-                for n3, _, v3 in _fields_mem(v2):
-                    if n3 == 1:
+                for n3, w3, v3 in _fields_mem(v2):
+                    if n3 == 1 and w3 == 0:
                         elem_type = v3
-                    elif n3 == 2:  # TensorShapeProto
+                    elif n3 == 2 and w3 == 2:  # TensorShapeProto
                         dims: list[int | str | None] = []
-                        for n4, _, v4 in _fields_mem(v3):
-                            if n4 != 1:
+                        for n4, w4, v4 in _fields_mem(v3):
+                            if n4 != 1 or w4 != 2:
                                 continue
                             dim: int | str | None = None
-                            for n5, _, v5 in _fields_mem(v4):
-                                if n5 == 1:
+                            for n5, w5, v5 in _fields_mem(v4):
+                                if n5 == 1 and w5 == 0:
                                     dim = _signed64(v5)
-                                elif n5 == 2:
+                                elif n5 == 2 and w5 == 2:
                                     dim = v5.decode("utf-8", "replace")
                             dims.append(dim)
                         shape = tuple(dims)
@@ -361,6 +485,8 @@ class _Builder:
         self.resize_scales: list[tuple[float, ...]] = []
         self.nbits: int | None = None
         self.conv_shapes: list[tuple[int, ...]] = []
+        self.external_weights: list[ExternalWeight] = []
+        self.misdeclared: tuple[str, int, int] | None = None  # (weight, declared bytes, stored bytes)
         self.saw_graph = False
 
     def read_model(self, f: io.BufferedReader) -> None:
@@ -384,9 +510,8 @@ class _Builder:
                         version = v2
                 self.opsets[domain or "ai.onnx"] = version
             elif number == 14 and wire == 2:
-                entry = {n: v for n, _, v in _fields_mem(f.read(value))}
-                key = entry.get(1, b"").decode("utf-8", "replace")
-                self.metadata[key] = entry.get(2, b"").decode("utf-8", "replace")
+                key, entry_value = _string_entry(f.read(value))
+                self.metadata[key] = entry_value
         if not self.saw_graph or not self.ir_version:
             raise _Corrupt("it has no graph")
 
@@ -417,17 +542,29 @@ class _Builder:
         if len(tensor.dims) == 4:
             self.conv_shapes.append(tuple(tensor.dims))
         self.weight_elements[tensor.data_type] += tensor.elements
-        if tensor.external.get("location"):
-            self.external.add(tensor.external["location"])
+        self._where_stored(tensor)
         if tensor.values is not None:
             self.constants[tensor.name] = tensor.values
+
+    def _where_stored(self, tensor: _Tensor) -> None:
+        """Note a weight kept in an external file, or the first one whose stored bytes are not what it declares."""
+        location = tensor.external.get("location")
+        if location:
+            self.external.add(location)
+            self.external_weights.append(ExternalWeight.of(tensor.name, tensor.external, tensor.declared_bytes))
+            return
+        declared = tensor.declared_bytes
+        if tensor.raw_bytes is not None and declared is not None and declared != tensor.raw_bytes:
+            self.misdeclared = self.misdeclared or (tensor.name, declared, tensor.raw_bytes)
 
     def _node(self, buf: bytes) -> None:
         op, domain = "", ""
         inputs: list[str] = []
         outputs: list[str] = []
         attributes: list[bytes] = []
-        for number, _, value in _fields_mem(buf):
+        for number, wire, value in _fields_mem(buf):
+            if wire != 2:  # every field of a node Ember reads is text or a message
+                continue
             if number == 1:
                 inputs.append(value.decode("utf-8", "replace"))
             elif number == 2:
@@ -450,17 +587,16 @@ class _Builder:
     def _attribute(self, op: str, outputs: list[str], buf: bytes) -> None:
         name, ints, floats, tensor_bytes = "", None, [], None
         for number, wire, value in _fields_mem(buf):
-            if number == 1:
+            if number == 1 and wire == 2:
                 name = value.decode("utf-8", "replace")
-            elif number == 3:
+            elif number == 3 and wire == 0:
                 ints = _signed64(value)
-            elif number == 5:
+            elif number == 5 and wire == 2:
                 tensor_bytes = value
-            elif number == 7:
-                if wire == 2:
-                    floats.extend(struct.unpack(f"<{len(value) // 4}f", value))
-                else:
-                    floats.append(struct.unpack("<f", value)[0])
+            elif number == 7 and wire == 2:
+                floats.extend(struct.unpack(f"<{len(value) // 4}f", value[: len(value) // 4 * 4]))
+            elif number == 7 and wire == 5:
+                floats.append(struct.unpack("<f", value)[0])
         if op == "DepthToSpace" and name == "blocksize" and ints:
             self.depth_to_space.append(ints)
         elif op == "Upsample" and name == "scales" and floats:
@@ -471,6 +607,7 @@ class _Builder:
             tensor = _tensor_from_fields(_fields_mem(tensor_bytes), lambda v: v)
             tensor.name = outputs[0] if outputs else ""
             self.weight_elements[tensor.data_type] += tensor.elements
+            self._where_stored(tensor)
             if tensor.values is not None:
                 self.constants[tensor.name] = tensor.values
 
@@ -489,7 +626,9 @@ class _Builder:
                     if n2 == 5 and w2 == 2:
                         start = f.tell()
                         tensor = _tensor_from_fields(_fields_file(f, start + v2, self.size), f.read)
+                        tensor.name = tensor.name or (outputs[0] if outputs else "")
                         self.weight_elements[tensor.data_type] += tensor.elements
+                        self._where_stored(tensor)
         self.operators[op or "Constant"] += 1
 
     def header(self) -> OnnxHeader:
@@ -497,17 +636,13 @@ class _Builder:
         for name in self.resize_inputs:
             if self.constants.get(name):
                 self.resize_scales.append(self.constants[name])
-        external_bytes = 0
-        folder = self.path.parent
-        for location in sorted(self.external):
-            target = folder / location
-            try:
-                external_bytes += target.stat().st_size
-            except OSError:
-                raise ModelFileError(
-                    f"'{self.path.name}' keeps its weights in '{location}', which is not beside it in "
-                    f"{folder}. Copy or download that file too."
-                ) from None
+        if self.misdeclared is not None:
+            name, declared, stored = self.misdeclared
+            raise ModelFileError(
+                f"'{self.path.name}' is damaged: its weight '{name}' declares {human_bytes(declared)} "
+                f"({declared:,} bytes) but holds {stored:,}. Re-download the model."
+            )
+        external_bytes = check_external_data(self.path, self.external_weights)
         return OnnxHeader(
             path=self.path,
             ir_version=self.ir_version,

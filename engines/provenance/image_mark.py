@@ -726,10 +726,12 @@ def detect(image: np.ndarray, key: bytes) -> ImageMarkResult:
 
     Returns an :class:`ImageMarkResult`; ``found`` is True only when the keyed
     check bits match. Images smaller than MIN_SIDE pixels a side give found=False.
-    Raises EmberError only for inputs that are not 8-bit images.
+    Raises EmberError only for inputs that are not 8-bit grey, RGB or RGBA images.
     """
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim not in (2, 3):
         raise EmberError("The image to check must be 8-bit pixels (a uint8 array).")
+    if image.ndim == 3 and image.shape[2] not in (1, 3, 4):
+        raise EmberError(f"The image to check has an unexpected shape {image.shape}; expected grey, RGB or RGBA.")
     nothing = ImageMarkResult(False, None, 1.0, 0.0, None)
     if min(image.shape[:2]) < MIN_SIDE:
         return nothing

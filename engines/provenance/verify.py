@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from engines.errors import EmberError
+from engines.errors import IMAGE_DECODE_ERRORS, EmberError
 from engines.pipeline import OutputRecord
 from engines.provenance.keys import InstallationKey
 
@@ -127,7 +127,7 @@ def verify_file(
 
 
 def _read_image(data: bytes) -> tuple[np.ndarray | None, str, dict[str, Any]]:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     try:
         with Image.open(io.BytesIO(data)) as img:
@@ -146,7 +146,7 @@ def _read_image(data: bytes) -> tuple[np.ndarray | None, str, dict[str, Any]]:
             f"This image is too large to check: it would decode to {size}, more than any photograph has "
             "(a file made to exhaust memory, or a damaged header)."
         ) from None
-    except (UnidentifiedImageError, OSError, ValueError):
+    except IMAGE_DECODE_ERRORS:
         return None, "", {}
     parameters: dict[str, Any] = {}
     if text:

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from engines.errors import Cancelled, ModelFileError
+from engines.errors import Cancelled, EmberError, ModelFileError
 from engines.models.embedded import package_file
 
 HIBARI = "hibari"
@@ -308,8 +308,17 @@ def g2p(british: bool = False) -> Callable[[str], str]:
 
 
 def _session(path: str, threads: int) -> Any:
+    """The onnxruntime session of a voice's graph; raises ModelFileError (or OutOfMemoryError) when it cannot be made.
+
+    The file is checked first (engines/models/onnx_header.py): a voice a person adds could keep its
+    weights outside its folder, name a file that is not there, or declare shapes it does not hold.
+    """
     import onnxruntime as ort
 
+    from engines.models.onnx_header import read_onnx_header
+    from engines.ort_errors import load_error
+
+    read_onnx_header(path)  # its ModelFileError names the file and says what to do
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -317,7 +326,7 @@ def _session(path: str, threads: int) -> Any:
     try:
         return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own types for damaged or foreign files
-        raise ModelFileError(f"The voice file '{Path(path).name}' cannot be loaded ({str(exc)[:200]}).") from None
+        raise load_error(exc, Path(path), f"the voice '{Path(path).name}'") from None
 
 
 class _Terminable:
@@ -334,10 +343,18 @@ class _Terminable:
         remove = cancel.on_cancel(lambda: setattr(options, "terminate", True)) if cancel is not None else None
         try:
             return self.session.run(None, feeds, options)
-        except Exception:
+        except Exception as exc:
             if cancel is not None and cancel.cancelled:
                 raise Cancelled() from None
-            raise
+            from engines.ort_errors import is_out_of_memory, ort_reason, out_of_memory
+
+            if is_out_of_memory(exc):
+                raise out_of_memory(
+                    exc,
+                    "the voice to speak this sentence",
+                    "Split the text into shorter sentences, or close other models or programs.",
+                ) from None
+            raise EmberError(f"The voice failed to speak a sentence ({ort_reason(exc)}). It may be damaged.") from None
         finally:
             if remove is not None:
                 remove()

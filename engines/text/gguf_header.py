@@ -69,6 +69,9 @@ _GGML_BLOCK = {
 }
 # Arrays we keep whole; every other array is skipped (the vocabulary can hold 250k strings).
 _KEEP_ARRAYS = {"general.languages", "general.tags"}
+# Arrays of arrays are allowed; real files nest one or two deep. A file nested 1,000 deep would
+# exhaust Python's recursion limit (a RecursionError, not a message), so deeper is refused as damaged.
+_MAX_ARRAY_DEPTH = 16
 # Quantisation names by general.file_type (llama.h, enum llama_ftype).
 _FILE_TYPES = {
     0: "F32",
@@ -198,18 +201,20 @@ class _Reader:
             raise _corrupt(self.path, "a text field claims to be longer than the file")
         self.f.seek(length, 1)
 
-    def value(self, kind: int, keep: bool) -> Any:
+    def value(self, kind: int, keep: bool, depth: int = 0) -> Any:
         if kind in _SCALARS:
             return self.scalar(kind)
         if kind == _STRING:
             return self.string()
         if kind == _ARRAY:
+            if depth >= _MAX_ARRAY_DEPTH:
+                raise _corrupt(self.path, f"its arrays are nested more than {_MAX_ARRAY_DEPTH} deep")
             item_kind = self.scalar(_UINT32)
             count = self.scalar(_UINT64)
             if count > self.size:
                 raise _corrupt(self.path, "an array claims more items than the file has bytes")
             if keep:
-                return [self.value(item_kind, True) for _ in range(count)]
+                return [self.value(item_kind, True, depth + 1) for _ in range(count)]
             if item_kind in _SCALARS:
                 self.f.seek(count * struct.calcsize(_SCALARS[item_kind]), 1)
             elif item_kind == _STRING:
@@ -217,7 +222,7 @@ class _Reader:
                     self.skip_string()
             else:
                 for _ in range(count):
-                    self.value(item_kind, False)
+                    self.value(item_kind, False, depth + 1)
             return count
         raise _corrupt(self.path, f"unknown metadata type {kind}")
 

@@ -14,13 +14,22 @@ evaluated alone takes other kernels than one inside a batch), and a sampled repl
 from __future__ import annotations
 
 import codecs
+import re
 import secrets
 import time
 from collections.abc import Callable
 from typing import Any
 
 from engines.engine import Progress
-from engines.errors import Cancelled, ContextOverflowError, EmberError, ModelFileError
+from engines.errors import (
+    Cancelled,
+    ContextOverflowError,
+    EmberError,
+    ModelFileError,
+    OutOfMemoryError,
+    names_gpu,
+    says_out_of_memory,
+)
 from engines.hardware import default_threads, llama_gpu_backend
 from engines.jobs import CancelToken
 from engines.models.embedded import resolve_model_path
@@ -30,6 +39,7 @@ from engines.text.chat_template import ChatTemplate
 from engines.text.gguf_header import GGUFHeader, read_gguf_header
 from engines.text.prompt_cache import PromptCache
 from engines.text.requests import ChatRequest, CompletionRequest, Message, ModelOptions, TextOutput
+from engines.units import human_bytes
 
 # llama.cpp's compute buffers and the process's own overhead, beyond weights and KV cache.
 _COMPUTE_OVERHEAD_BYTES = 160 * 2**20
@@ -38,6 +48,18 @@ _COMPUTE_OVERHEAD_BYTES = 160 * 2**20
 # a GPU wants big batches.
 CPU_BLOCK_TOKENS = 128
 GPU_BLOCK_TOKENS = 512
+
+
+_ALLOCATING = re.compile(r"allocating ([\d.]+) MiB|buffer of size (\d+)")
+
+
+def _needed(log: str) -> str:
+    """ " (it needed 2.1 GB more)" when llama.cpp's logged error says how much it asked for, else ""."""
+    found = _ALLOCATING.search(log)
+    if found is None:
+        return ""
+    size = float(found.group(1)) * 2**20 if found.group(1) else int(found.group(2))
+    return f" (it needed {human_bytes(size, approximate=True)} more)"
 
 
 class LlamaEngine:
@@ -112,18 +134,23 @@ class LlamaEngine:
         gpu = llama_gpu_backend() if self.options.device in ("auto", "gpu") else None
         if self.options.device == "gpu" and gpu is None:
             self.notes.append("No GPU backend is available in this build of llama.cpp; running on the CPU.")
+        from engines.text.llama_log import last_error
+
+        last_error()  # forget what was logged before: what is logged now says why this load failed
         try:
             self._llm = self._open(llama_cpp, gpu_layers=-1 if gpu else 0)
             self.backend = gpu or "CPU"
         except ValueError as exc:
             if not gpu:
-                raise self._load_error(exc) from None
+                raise self._load_error(exc, last_error()) from None
+            why = last_error()
             try:
                 self._llm = self._open(llama_cpp, gpu_layers=0)
             except ValueError as exc2:
-                raise self._load_error(exc2) from None
+                raise self._load_error(exc2, last_error() or why) from None
             self.backend = "CPU"
-            self.notes.append(f"{self.name} could not be loaded on the {gpu} GPU; it runs on the CPU instead.")
+            reason = " (there is not enough GPU memory free)" if says_out_of_memory(why) else ""
+            self.notes.append(f"{self.name} could not be loaded on the {gpu} GPU{reason}; it runs on the CPU instead.")
         self.block_tokens = CPU_BLOCK_TOKENS if self.backend == "CPU" else GPU_BLOCK_TOKENS
         vocab = self._llm._model.vocab
         self._cache = PromptCache(self.block_tokens, lambda token: bool(llama_cpp.llama_vocab_is_eog(vocab, token)))
@@ -146,15 +173,70 @@ class LlamaEngine:
             verbose=False,
         )
 
-    def _load_error(self, exc: Exception) -> ModelFileError:
-        from engines.text.llama_log import last_error
+    def _load_error(self, exc: Exception, why: str) -> EmberError:
+        """What a person reads when llama-cpp-python could not load the model (``why``: llama.cpp's logged reason).
 
-        # llama-cpp-python says only "Failed to load model"; llama.cpp's own log says why.
-        why = last_error()
+        OutOfMemoryError when the weights or the context (its KV cache) did not fit; ModelFileError
+        for a file llama.cpp cannot read; EmberError for a context it cannot make for another reason.
+        """
+        # llama-cpp-python says only "Failed to load model from file" or "Failed to create llama_context";
+        # llama.cpp's own log says why.
+        context = "llama_context" in str(exc)
+        if says_out_of_memory(why):
+            where = "GPU memory" if names_gpu(why) else "memory"
+            size = _needed(why)
+            advice = (
+                "Close other programs (on the GPU: other models and games too), pick a smaller model or "
+                "quantisation, or set the device to CPU in Settings."
+            )
+            if context:
+                return OutOfMemoryError(
+                    f"There is not enough {where} free for {self.name} with a {self.context_tokens:,}-token "
+                    f"context{size}. Lower the context length in Settings. {advice}"
+                )
+            return OutOfMemoryError(f"There is not enough {where} free to load {self.name}{size}. {advice}")
+        if context:
+            return EmberError(
+                f"llama.cpp could not make a {self.context_tokens:,}-token context for {self.name}"
+                f"{f' ({why})' if why else ''}. Lower the context length in Settings and try again."
+            )
         return ModelFileError(
             f"llama.cpp could not load '{self.header.path.name}' (architecture '{self.header.architecture}', "
             f"{self.header.quantization}): {why or exc}. The file may be damaged, or this version of llama.cpp "
             "may not support that architecture yet; try another file or update Ember."
+        )
+
+    def _decode_error(self, exc: RuntimeError) -> BaseException:
+        """What a person reads when llama.cpp fails to evaluate tokens (llama-cpp-python's "llama_decode returned N").
+
+        The context's cache is forgotten (what a failed decode left in it is not trusted). Returns
+        OutOfMemoryError when a buffer could not be allocated (-2, or the log says so),
+        ContextOverflowError when the context had no room (1), EmberError otherwise, and ``exc``
+        itself for a RuntimeError that is not llama.cpp's.
+        """
+        from engines.text.llama_log import last_error
+
+        found = re.search(r"llama_(?:decode|encode) returned (-?\d+)", str(exc))
+        if found is None:
+            return exc
+        why = last_error()
+        self.reset_cache()
+        code = int(found.group(1))
+        if code == -2 or says_out_of_memory(why):
+            where = "GPU memory" if self.backend != "CPU" or names_gpu(why) else "memory"
+            return OutOfMemoryError(
+                f"{self.name} ran out of {where} while writing{_needed(why)}. Lower the context length in "
+                "Settings, close other programs (on the GPU: other models and games too), or set the device "
+                "to CPU; then try again. What was saved before is kept."
+            )
+        if code == 1:
+            return ContextOverflowError(
+                f"The {self.context_tokens:,}-token context of {self.name} has no room left. Start a new "
+                "conversation or raise the context length in Settings."
+            )
+        return EmberError(
+            f"llama.cpp failed while {self.name} was writing (its decode step ended with code {code}"
+            f"{f': {why}' if why else ''}). Try again; if it happens again, reload the model or update Ember."
         )
 
     def unload(self) -> None:
@@ -198,7 +280,10 @@ class LlamaEngine:
                 f"The conversation is longer than the {self.context_tokens}-token context, so the model "
                 f"does not see the {dropped} oldest {what}."
             )
-        return self._generate(tokens, request, request.stop, dropped, progress, cancel)
+        try:
+            return self._generate(tokens, request, request.stop, dropped, progress, cancel)
+        except RuntimeError as exc:
+            raise self._decode_error(exc) from None
 
     def prompt_tokens(self, request: ChatRequest | CompletionRequest) -> list[int]:
         """Return the tokens the model would read for ``request`` (after any trimming to fit)."""
@@ -235,6 +320,8 @@ class LlamaEngine:
                 answer += self._piece(token)
                 if i + 1 < max_tokens:
                     self._llm.eval([token])
+        except RuntimeError as exc:
+            raise self._decode_error(exc) from None
         finally:
             sampler.close()
         return answer.decode("utf-8", "replace")
@@ -256,7 +343,10 @@ class LlamaEngine:
             return False
         (start, end), sequence = step
         self._llm.n_tokens = start
-        self._llm.eval(sequence[start:end])
+        try:
+            self._llm.eval(sequence[start:end])
+        except RuntimeError as exc:
+            raise self._decode_error(exc) from None
         self._cache.idle_block_done()
         return self._cache.next_idle_block() is not None
 

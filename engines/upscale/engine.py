@@ -24,12 +24,15 @@ from typing import Any
 import numpy as np
 
 from engines.engine import Progress
-from engines.errors import Cancelled, EmberError, ModelFileError, OutOfMemoryError
+from engines.errors import IMAGE_DECODE_ERRORS, Cancelled, EmberError, ModelFileError, OutOfMemoryError
 from engines.hardware import available_ram_bytes, default_threads
 from engines.jobs import CancelToken
+from engines.ort_errors import is_out_of_memory, load_error, ort_reason, out_of_memory
 from engines.pipeline import Provenance
 from engines.units import human_bytes
 from engines.upscale.requests import Upscaled, UpscaleOptions, UpscaleRequest
+
+_CLOSE_OTHERS = "Close other models or programs and try again."
 
 TileRunner = Callable[[np.ndarray], np.ndarray]
 """Runs the model on one tile: 1x3xhxw float32 RGB in [0, 1] to 1x3x(h*s)x(w*s)."""
@@ -208,14 +211,14 @@ def read_size(path: Path) -> tuple[int, int]:
 
     Raises EmberError when the file is missing or not an image Pillow reads.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     try:
         with _no_pixel_limit(), Image.open(path) as image:
             return image.size
     except FileNotFoundError:
         raise EmberError(f"There is no image '{path}'. Check the path.") from None
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except IMAGE_DECODE_ERRORS as exc:
         raise EmberError(
             f"'{path.name}' is not an image Ember can read ({exc}). Upscale a PNG, JPEG, WebP, BMP or TIFF file."
         ) from None
@@ -239,7 +242,7 @@ def read_source(image: str | np.ndarray, name: str = "") -> SourceImage:
 
     Raises EmberError when the file cannot be read or decoded.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, ImageOps
 
     if isinstance(image, np.ndarray):
         rgb = np.ascontiguousarray(image[..., :3])
@@ -257,7 +260,7 @@ def read_source(image: str | np.ndarray, name: str = "") -> SourceImage:
             if picture.mode.startswith("I;16") or picture.mode in ("I", "F"):
                 picture = picture.point(lambda v: v / 256).convert("L")  # 16-bit grey to 8-bit
             rgba = np.asarray(picture.convert("RGBA" if has_alpha else "RGB"))
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except IMAGE_DECODE_ERRORS as exc:
         raise EmberError(f"'{path.name}' is not an image Ember can read ({exc}).") from None
     alpha = np.ascontiguousarray(rgba[..., 3]) if has_alpha else None
     return SourceImage(
@@ -374,7 +377,7 @@ class UpscaleEngine:
         try:
             session = ort.InferenceSession(str(graph), so, providers=providers)
         except Exception as exc:  # onnxruntime raises its own types for a damaged graph
-            raise ModelFileError(f"onnxruntime cannot open the upscaler '{graph.name}' ({exc}).") from None
+            raise load_error(exc, graph, f"the upscaler '{graph.name}'") from None
         self.backend = "CUDA" if session.get_providers()[0] == "CUDAExecutionProvider" else "CPU"
         inputs, outputs = session.get_inputs(), session.get_outputs()
         if len(inputs) != 1 or len(inputs[0].shape) != 4:
@@ -387,8 +390,13 @@ class UpscaleEngine:
         try:
             probe = session.run([self._output], {self._input: np.zeros((1, 3, probe_h, probe_w), np.float32)})[0]
         except Exception as exc:
+            if is_out_of_memory(exc):
+                raise out_of_memory(
+                    exc, f"the upscaler '{graph.name}'", _CLOSE_OTHERS, on_gpu=self.backend == "CUDA"
+                ) from None
             raise ModelFileError(
-                f"'{graph.name}' is not an upscaler Ember can run: a 3-channel {probe_w}x{probe_h} image fails ({exc})."
+                f"'{graph.name}' is not an upscaler Ember can run: a 3-channel {probe_w}x{probe_h} image fails "
+                f"({ort_reason(exc)})."
             ) from None
         scale = probe.shape[2] / probe_h if probe.ndim == 4 else 0
         if (
@@ -501,10 +509,23 @@ class UpscaleEngine:
     def _run_or_cancel(self, tile: np.ndarray, terminator: _Terminator, cancel: CancelToken) -> np.ndarray:
         try:
             return self.run_tile(tile, terminator.options)
-        except Exception:
+        except Exception as exc:
             if cancel.cancelled:  # onnxruntime stopped the tile because of the terminate flag
                 raise Cancelled(None) from None
-            raise
+            raise self._tile_error(exc, tile) from None
+
+    def _tile_error(self, exc: Exception, tile: np.ndarray) -> EmberError:
+        """What a person reads when onnxruntime fails on a tile: out of memory (and what to do), or a failure."""
+        height, width = tile.shape[2:]
+        if is_out_of_memory(exc):
+            return out_of_memory(
+                exc,
+                f"upscaling one {width}x{height} tile",
+                "Use a smaller tile size, upscale a smaller image, or close other programs (on the GPU: other "
+                "models and games too). Images already saved are kept.",
+                on_gpu=self.backend == "CUDA",
+            )
+        return EmberError(f"The upscaler '{self.name}' failed on a tile ({ort_reason(exc)}). The model may be damaged.")
 
     def provenance(self, request: UpscaleRequest, output: Upscaled) -> Provenance:
         """Return what made ``output``: the upscaler, its graph's SHA-256, the backend, and the source it came from."""

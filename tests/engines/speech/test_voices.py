@@ -126,7 +126,7 @@ def test_a_damaged_voice_file_is_reported(tmp_path: Path) -> None:
     path = tmp_path / "broken.onnx"
     path.write_bytes(Path(joe.path).read_bytes()[:4096])
     shutil.copy(joe.config, tmp_path / "broken.onnx.json")
-    with pytest.raises(ModelFileError, match="cannot be loaded"):
+    with pytest.raises(ModelFileError, match=r"'broken\.onnx' is incomplete"):
         load_voice(resolve_voice(str(path)))
 
 
