@@ -489,6 +489,36 @@ def _window_bench(args: argparse.Namespace) -> Any:
     return run_window_bench(runs=1 if args.quick else args.runs, engines=chosen, image_model=args.image_model)
 
 
+def _soak_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--jobs", type=int, default=1000, help="how many jobs to run (at least 101)")
+    parser.add_argument("--seed", type=int, default=0, help="the seed of the random jobs and cancels")
+    parser.add_argument("--quick", action="store_true", help="200 jobs")
+
+
+def _soak_bench(args: argparse.Namespace) -> Any:
+    from engines.benchmarks.soak import run_soak_bench
+
+    jobs = 200 if args.quick else args.jobs
+    if jobs < 101:
+        raise EmberError("--jobs must be at least 101: memory growth is measured from the 100th job to the last.")
+    return run_soak_bench(jobs, seed=args.seed)[0]
+
+
+def _fuzz_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seconds", type=int, default=60, help="how long to fuzz each target (default 60)")
+    from engines.benchmarks.fuzz import TARGETS
+
+    parser.add_argument("--only", default="", help=f"just these targets (comma-separated): {', '.join(TARGETS)}")
+    parser.add_argument("--out", type=Path, help="keep the corpus, the findings' inputs and the logs in this folder")
+    parser.add_argument("--quick", action="store_true", help="10 seconds a target")
+
+
+def _fuzz_bench(args: argparse.Namespace) -> Any:
+    from engines.benchmarks.fuzz import run_fuzz_bench
+
+    return run_fuzz_bench(seconds=10 if args.quick else args.seconds, only=args.only, out=args.out)
+
+
 def _all_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("bench-report"), help="folder for the JSON, Markdown, charts")
     parser.add_argument("--quick", action="store_true", help="each benchmark's quick run, where it has one")
@@ -537,6 +567,18 @@ GENERAL_BENCHES = (
         "the longest event-loop stall while each engine runs, beside the idle window, and idle memory",
         _window_arguments,
         _window_bench,
+    ),
+    Bench(
+        "soak",
+        "1,000 mixed jobs with random cancels on the real engines: deadlocks, leaks, memory growth",
+        _soak_arguments,
+        _soak_bench,
+    ),
+    Bench(
+        "fuzz",
+        "atheris on the file readers and watermark detectors for --seconds each: executions, exec/s, findings",
+        _fuzz_arguments,
+        _fuzz_bench,
     ),
     Bench(
         "all",

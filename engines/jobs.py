@@ -50,6 +50,7 @@ class EventKind(str, Enum):
 _TERMINAL = frozenset({EventKind.RESULT, EventKind.BLOCKED, EventKind.FAILED, EventKind.CANCELLED})
 
 LANES: tuple[str, ...] = ("cpu", "gpu")
+_IDLE = object()  # posted to the dispatcher when the last running job ends
 
 
 @dataclass(frozen=True)
@@ -252,8 +253,12 @@ class JobQueue:
         lanes: Iterable[str] = LANES,
         route: Callable[[Any], str] | None = None,
         what: str = "engine",
+        on_idle: Callable[[], object] | None = None,
     ) -> None:
+        """``on_idle`` is called on the dispatcher thread once the last running job's events are
+        delivered and no job waits or runs on any lane (the Studio gives freed memory back then)."""
         self._runner = runner
+        self._on_idle = on_idle
         self._route = route
         self._what = what
         self._ids = itertools.count(1)
@@ -261,7 +266,7 @@ class JobQueue:
         self._lanes = {name: _Lane(name) for name in lanes}
         self._listeners: list[Listener] = []
         self._listeners_lock = threading.Lock()
-        self._events: queue.SimpleQueue[tuple[Job, JobEvent] | None] = queue.SimpleQueue()
+        self._events: queue.SimpleQueue[tuple[Job, JobEvent] | object | None] = queue.SimpleQueue()
         self._closed = False
         self._close_lock = threading.Lock()
         self._dispatcher = threading.Thread(target=self._dispatch, name="ember-events", daemon=True)
@@ -327,6 +332,14 @@ class JobQueue:
             job._finish(EventKind.BLOCKED, decision)
         return job
 
+    def idle(self) -> bool:
+        """Whether no job waits or runs on any lane."""
+        for lane in self._lanes.values():
+            with lane.cond:
+                if lane.heap or lane.running is not None:
+                    return False
+        return True
+
     def pending(self, lane: str) -> int:
         """How many jobs wait on ``lane`` (cancelled ones may still be counted until skipped)."""
         with self._lanes[lane].cond:
@@ -369,6 +382,13 @@ class JobQueue:
             item = self._events.get()
             if item is None:
                 return
+            if item is _IDLE:
+                if self._on_idle is not None and self.idle():  # nothing came meanwhile
+                    try:
+                        self._on_idle()
+                    except Exception:
+                        log.exception("The queue's idle callback failed")
+                continue
             job, event = item
             targets = [job._listener] if job._listener else []
             with self._listeners_lock:
@@ -396,6 +416,8 @@ class JobQueue:
             finally:
                 with lane.cond:
                     lane.running = None
+            if self._on_idle is not None and self.idle():
+                self._events.put(_IDLE)  # after the job's last event, so it runs once that is delivered
 
     def _run_one(self, job: Job) -> None:
         try:

@@ -21,6 +21,7 @@ from engines.documents.service import EMBED_LANE, Documents, EmbedTextsRequest, 
 from engines.documents.service import LANE as DOCUMENTS_LANE
 from engines.documents.watch import FolderWatch
 from engines.errors import Cancelled, EmberError, EngineCrashed, OutputBlocked, describe_exit
+from engines.heap import release_free_memory
 from engines.host import EnginePool
 from engines.host.wire import LOADING, NOTICE, PREVIEW, RUNNING, STEP, TOKEN, EngineContext, EngineFactory, Ran
 from engines.jobs import EventKind, Job, JobQueue, Listener
@@ -236,7 +237,11 @@ class Studio:
         # Downloads, index runs and texts to embed (the API's) get their own lanes, so a model can arrive
         # or a folder be read while another one generates, and an embedding waits for no index run.
         self.queue = JobQueue(
-            self._run, route=self._route, lanes=("cpu", "gpu", "download", DOCUMENTS_LANE, EMBED_LANE), what="engine"
+            self._run,
+            route=self._route,
+            lanes=("cpu", "gpu", "download", DOCUMENTS_LANE, EMBED_LANE),
+            what="engine",
+            on_idle=release_free_memory,  # what finished jobs freed goes back to the system (engines/heap.py)
         )
         # Folders a stopped run left half-read, and files changed since: brought up to date in the background.
         for refresh in self.documents.refresh_requests():

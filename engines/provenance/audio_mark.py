@@ -57,6 +57,10 @@ ALLOCATION = 1.0  # a cell's share of its tile's change falls as (its energy / t
 NOISE_PERCENTILE = 10.0  # a band's noise floor: this percentile of its cells over the clip
 MIN_SNR_DB = 30.0  # a mark louder than this (rare: a clip with little to hide it in) is scaled down
 MAX_CROP_S = 2.0
+# Below this rate the clip holds only the lowest of the mark's bands, so no mark can be read; and
+# resampling to RATE would multiply the samples: a WAV header claiming 1 Hz turned an 8 KB file
+# into 64 million samples, 45 s and 3.7 GB in the detector (found writing ``bench fuzz``'s targets).
+MIN_RATE = 4_000
 SUB_HOP = 4  # alignments tried within one hop
 P_THRESHOLD = 1e-6
 _TABLE_BLOCKS = 4096  # keyed patterns for 4.4 minutes, then they repeat
@@ -96,8 +100,16 @@ def resample(samples: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
     x = np.asarray(samples, dtype=np.float64)
     if rate_in == rate_out or len(x) == 0:
         return x.copy()
-    n_out = max(1, round(len(x) * rate_out / rate_in))
-    spectrum = scipy.fft.rfft(x)
+    wanted = max(1, round(len(x) * rate_out / rate_in))
+    # Zero-padded to m * down samples, m a fast FFT length, so the result is exactly m * up samples: no
+    # rounding of the ratio, and FFT sizes with small factors only. An arbitrary length (a piece of any
+    # duration) would need a Bluestein plan, tens of MB each for a minute of audio, and scipy keeps the
+    # last few plans: the Studio's memory rose by ~100 MB over a few dozen pieces (``bench soak``).
+    g = math.gcd(rate_in, rate_out)
+    down, up = rate_in // g, rate_out // g
+    m = scipy.fft.next_fast_len(-(-len(x) // down), real=True)
+    n_in, n_out = m * down, m * up
+    spectrum = scipy.fft.rfft(x, n_in)
     bins = n_out // 2 + 1
     out = np.zeros(bins, dtype=complex)
     keep = min(bins, len(spectrum))
@@ -106,7 +118,7 @@ def resample(samples: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
         # Fade the top 5% of the new band so the cut does not ring.
         fade = max(1, keep // 20)
         out[keep - fade : keep] *= np.linspace(1.0, 0.0, fade)
-    return scipy.fft.irfft(out, n_out) * (n_out / len(x))
+    return scipy.fft.irfft(out, n_out)[:wanted] * (n_out / n_in)
 
 
 @lru_cache(maxsize=1)
@@ -426,9 +438,13 @@ def detect(samples: np.ndarray, sample_rate: int, key: bytes) -> AudioMarkResult
     Tries every alignment of the mark's grid within the first ``MAX_CROP_S``
     seconds (so a clip whose start was cut still reads) and keeps the best;
     the p-value is corrected for the number tried. Short or silent clips are
-    simply not found; raises ValueError for samples with more than one channel.
+    simply not found, nor are clips sampled below ``MIN_RATE`` Hz; raises
+    ValueError for samples with more than one channel.
     """
-    x16 = resample(_mono(samples), sample_rate, RATE)
+    x = _mono(samples)
+    if sample_rate < MIN_RATE:
+        return AudioMarkResult(False, None, 1.0, 0.0, 0.0, 0)
+    x16 = resample(x, sample_rate, RATE)
     firsts = int(MAX_CROP_S * RATE / (HOP * _BLOCK_FRAMES)) + 1
     best = (0.0, 0, None, 0, 0.0)  # log p, tiles, soft bits, first block, offset in seconds
     tried = 0

@@ -191,3 +191,26 @@ def test_shutdown_cancels_waiting_and_running_jobs_and_refuses_new_ones() -> Non
         assert "shut down" in str(exc)
     else:
         raise AssertionError("submit after shutdown was accepted")
+
+
+def test_the_idle_callback_runs_once_the_last_jobs_events_are_delivered_and_never_while_work_waits() -> None:
+    seen: list[str] = []
+    q: JobQueue
+
+    def on_idle() -> None:
+        seen.append(f"idle (queue idle: {q.idle()})")
+
+    q = JobQueue(counting_runner, route=lambda r: r.lane, on_idle=on_idle)
+    q.subscribe(lambda e: seen.append(e.kind.value) if e.kind.terminal else None)
+    try:
+        jobs = [q.submit(CountRequest(tokens=3, delay_s=0.02, lane=lane)) for lane in ("cpu", "gpu", "cpu")]
+        for job in jobs:
+            assert job.wait(5) is not None
+        deadline = time.monotonic() + 5
+        while not any(s.startswith("idle") for s in seen) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        # Three results, then the idle call: none while the gpu lane or the second cpu job still ran.
+        # (Two lanes ending at the same instant may both see the queue idle: a second call does no harm.)
+        assert seen[:3] == ["result"] * 3 and seen[3:] and set(seen[3:]) == {"idle (queue idle: True)"}, seen
+    finally:
+        assert q.shutdown()
