@@ -95,6 +95,9 @@ class AudioMarkResult:
 # Signal plumbing
 
 
+_MAX_RATIO_TERM = 1000  # 44.1 kHz to 16 kHz is 441:160; every common rate pair is below this
+
+
 def resample(samples: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
     """Return ``samples`` resampled from ``rate_in`` to ``rate_out`` Hz (band-limited, by FFT)."""
     x = np.asarray(samples, dtype=np.float64)
@@ -107,8 +110,11 @@ def resample(samples: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
     # last few plans: the Studio's memory rose by ~100 MB over a few dozen pieces (``bench soak``).
     g = math.gcd(rate_in, rate_out)
     down, up = rate_in // g, rate_out // g
-    m = scipy.fft.next_fast_len(-(-len(x) // down), real=True)
-    n_in, n_out = m * down, m * up
+    if down <= _MAX_RATIO_TERM:
+        m = scipy.fft.next_fast_len(-(-len(x) // down), real=True)
+        n_in, n_out = m * down, m * up
+    else:  # an odd rate (a file's header may claim any): padding to a multiple of it could be huge
+        n_in, n_out = len(x), wanted
     spectrum = scipy.fft.rfft(x, n_in)
     bins = n_out // 2 + 1
     out = np.zeros(bins, dtype=complex)

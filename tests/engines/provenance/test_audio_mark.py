@@ -125,3 +125,15 @@ def test_silent_and_tiny_clips_come_back_unchanged() -> None:
         marked = embed(samples, SPEECH_RATE, PAYLOAD, KEY)
         assert np.array_equal(marked, samples)
         assert not detect(marked, SPEECH_RATE, KEY).found
+
+
+def test_resampling_gives_the_exact_length_at_common_rates_and_stays_small_at_odd_ones() -> None:
+    # Found by bench fuzz: padding to a multiple of an odd rate (a WAV header may claim 4,294,967,291 Hz)
+    # asked for gigabytes; such rates keep the clip's own length.
+    from engines.provenance.audio_mark import resample
+
+    x = np.random.default_rng(0).standard_normal(44_101)
+    assert len(resample(x, 44_100, 16_000)) == round(44_101 * 16_000 / 44_100)
+    assert len(resample(x, 16_000, 44_100)) == round(44_101 * 44_100 / 16_000)
+    for odd in (3_999, 4_294_967_291):
+        assert len(resample(x[:5000], odd, 16_000)) == max(1, round(5000 * 16_000 / odd))
