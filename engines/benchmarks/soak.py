@@ -370,19 +370,16 @@ def report_of(result: SoakResult, *, first_sample: int = 100) -> Report:
             f"over the {len(later)} samples from job {first.job}"
         )
         goal = f"<= {GROWTH_GOAL:.0f}%"
+        for who, attribute in (("Studio process", "studio_rss_kb"), ("engine processes'", "engines_rss_kb")):
+            at_first, at_last = getattr(first, attribute), getattr(last, attribute)
+            report.figures += [
+                Figure(f"{who} memory at job {last.job} {since}", at_last / 1024, "MB", at_first / 1024, ""),
+                Figure(f"{who} memory growth, job {first.job} to {last.job}", _growth(at_first, at_last), "%",
+                       None, goal),
+                Figure(f"{who} memory trend (least squares)", trend_mb_per_1000_jobs(result.samples, attribute,
+                       first.job), "MB/1000 jobs", None, "~0"),
+            ]  # fmt: skip
         report.figures += [
-            Figure(f"Studio process memory at job {last.job} {since}", last.studio_rss_kb / 1024, "MB",
-                   first.studio_rss_kb / 1024, ""),
-            Figure(f"Studio process memory growth, job {first.job} to {last.job}",
-                   _growth(first.studio_rss_kb, last.studio_rss_kb), "%", None, goal),
-            Figure("Studio process memory trend (least squares)",
-                   trend_mb_per_1000_jobs(result.samples, "studio_rss_kb", first.job), "MB/1000 jobs", None, "~0"),
-            Figure(f"engine processes' memory at job {last.job} {since}", last.engines_rss_kb / 1024, "MB",
-                   first.engines_rss_kb / 1024, ""),
-            Figure(f"engine processes' memory growth, job {first.job} to {last.job}",
-                   _growth(first.engines_rss_kb, last.engines_rss_kb), "%", None, goal),
-            Figure("engine processes' memory trend (least squares)",
-                   trend_mb_per_1000_jobs(result.samples, "engines_rss_kb", first.job), "MB/1000 jobs", None, "~0"),
             Figure(f"Python's allocated blocks (Studio) {since}", last.python_blocks, "", first.python_blocks,
                    "flat"),
             Figure(f"Studio threads, OS count {since}", last.studio_threads, "", first.studio_threads, "same"),

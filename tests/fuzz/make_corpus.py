@@ -23,7 +23,6 @@ import io
 import struct
 import sys
 import tempfile
-import wave
 from collections.abc import Callable
 from pathlib import Path
 
@@ -187,13 +186,9 @@ def _image_seeds(scratch: Path) -> dict[str, bytes]:
 
 # -- audio -------------------------------------------------------------------------------------------
 def _wav(samples: np.ndarray, rate: int, width: int, channels: int = 1) -> bytes:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as clip:
-        clip.setnchannels(channels)
-        clip.setsampwidth(width)
-        clip.setframerate(rate)
-        clip.writeframes(samples.tobytes())
-    return buffer.getvalue()
+    from hostile_media import wav_bytes
+
+    return wav_bytes(samples, rate, width, channels)
 
 
 def _riff(fmt: bytes, data: bytes, extra: bytes = b"") -> bytes:

@@ -108,7 +108,8 @@ def _images() -> list[tuple[str, bool | None, str, Callable[[], bytes]]]:
     ]  # fmt: skip
 
 
-def _wav(samples: np.ndarray, rate: int, width: int, channels: int = 1) -> bytes:
+def wav_bytes(samples: np.ndarray, rate: int, width: int, channels: int = 1) -> bytes:
+    """``samples`` as a PCM WAV file of ``width`` bytes a sample."""
     buffer = io.BytesIO()
     with wave.open(buffer, "wb") as clip:
         clip.setnchannels(channels)
@@ -134,7 +135,7 @@ def _wavs() -> list[tuple[str, bool | None, str, Callable[[], bytes]]]:
     t = np.arange(rate) / rate
     tone = 0.3 * np.sin(2 * np.pi * 440 * t)
     pcm16 = (tone * 32767).astype("<i2")
-    ok16 = _wav(pcm16, rate, 2)
+    ok16 = wav_bytes(pcm16, rate, 2)
 
     def pcm24() -> bytes:
         values = (tone * (2**23 - 1)).astype("<i4")
@@ -143,12 +144,12 @@ def _wavs() -> list[tuple[str, bool | None, str, Callable[[], bytes]]]:
 
     return [
         ("pcm16.wav", True, "16-bit mono PCM", lambda: ok16),
-        ("pcm8.wav", True, "8-bit mono PCM", lambda: _wav(((tone * 127) + 128).astype(np.uint8), rate, 1)),
+        ("pcm8.wav", True, "8-bit mono PCM", lambda: wav_bytes(((tone * 127) + 128).astype(np.uint8), rate, 1)),
         ("pcm24.wav", True, "24-bit mono PCM", pcm24),
-        ("pcm32.wav", True, "32-bit mono PCM", lambda: _wav((tone * 2**31 * 0.99).astype("<i4"), rate, 4)),
+        ("pcm32.wav", True, "32-bit mono PCM", lambda: wav_bytes((tone * 2**31 * 0.99).astype("<i4"), rate, 4)),
         ("float32.wav", True, "32-bit float WAV (format 3)",
          lambda: _riff(_fmt(3, 1, rate, 32), tone.astype("<f4").tobytes())),
-        ("stereo.wav", True, "16-bit stereo", lambda: _wav(np.repeat(pcm16, 2), rate, 2, channels=2)),
+        ("stereo.wav", True, "16-bit stereo", lambda: wav_bytes(np.repeat(pcm16, 2), rate, 2, channels=2)),
         ("truncated.wav", False, "a WAV cut off inside its header", lambda: ok16[:30]),
         ("short-data.wav", None, "a data chunk that claims 1 GB and holds 100 bytes",
          lambda: _riff(_fmt(1, 1, rate, 16), pcm16.tobytes()[:100], data_size=1 << 30)),
