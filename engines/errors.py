@@ -30,20 +30,78 @@ class EmberError(Exception):
 
     Engines raise it for every failure they can foresee (a corrupt model file, a
     prompt longer than the context, a model that does not fit in memory). The job
-    queue shows its message as it is.
+    queue shows its message as it is, and ends the job with a :class:`Failure` that
+    keeps the error's ``code``, so that a program (the local API) can tell kinds of
+    failure apart without reading the words.
     """
+
+    code = "error"
 
 
 class ModelFileError(EmberError):
     """A model file that cannot be used: missing, truncated, corrupt or unsupported."""
 
+    code = "model_file"
+
 
 class ContextOverflowError(EmberError):
     """A request that cannot fit in the model's context window."""
 
+    code = "context_length_exceeded"
+
 
 class OutOfMemoryError(EmberError):
     """A model or request that does not fit in the memory this machine has free."""
+
+    code = "out_of_memory"
+
+
+class InvalidRequestError(EmberError):
+    """A request the engine cannot honour as asked (a JSON schema it cannot turn into a grammar, ...).
+
+    ``param`` names the request's field at fault ("json_schema", "tools"), or is "".
+    """
+
+    code = "invalid_request"
+
+    def __init__(self, message: str, param: str = "") -> None:
+        super().__init__(message)
+        self.param = param
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # crosses the engine process boundary whole
+        return (type(self), (str(self), self.param))
+
+
+class UnexpectedError(EmberError):
+    """A failure nobody foresaw, worded by :func:`describe_unexpected` (a bug to report)."""
+
+    code = "unexpected"
+
+
+class Failure(str):
+    """The data of a failed job: the message a person reads (it *is* the string), and the error's ``code``.
+
+    ``code`` is :attr:`EmberError.code` of what the engine raised ("context_length_exceeded",
+    "out_of_memory", "model_file", "invalid_request", "engine_crashed", "unexpected", "error");
+    ``param`` is :attr:`InvalidRequestError.param` or "".
+    """
+
+    code: str
+    param: str
+
+    def __new__(cls, message: str, code: str = "error", param: str = "") -> Failure:
+        made = super().__new__(cls, message)
+        made.code = code
+        made.param = param
+        return made
+
+    @classmethod
+    def of(cls, exc: EmberError) -> Failure:
+        """The failure of a job that raised ``exc``."""
+        return cls(str(exc), exc.code, getattr(exc, "param", "") or "")
+
+    def __reduce__(self) -> tuple[type, tuple[str, str, str]]:
+        return (Failure, (str(self), self.code, self.param))
 
 
 # How native libraries say an allocation failed: onnxruntime's arena ("Failed to allocate memory for
@@ -124,6 +182,8 @@ class EngineCrashed(EmberError):
     the person reads; ``str()`` is a plain default.
     """
 
+    code = "engine_crashed"
+
     def __init__(self, what: str, exit_code: int | None, phase: str, model: str) -> None:
         self.what = what
         self.exit_code = exit_code
@@ -137,6 +197,12 @@ class EngineCrashed(EmberError):
 
     def __reduce__(self) -> tuple[type, tuple[object, ...]]:
         return (EngineCrashed, (self.what, self.exit_code, self.phase, self.model))
+
+
+class EngineRestarted(EmberError):
+    """The job's engine process crashed and Ember restarted it: what the person reads of an :class:`EngineCrashed`."""
+
+    code = EngineCrashed.code
 
 
 _WINDOWS_CODES = {

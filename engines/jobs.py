@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from engines.errors import Cancelled, EmberError, OutputBlocked, describe_unexpected
+from engines.errors import Cancelled, EmberError, Failure, OutputBlocked, UnexpectedError, describe_unexpected
 
 log = logging.getLogger(__name__)
 
@@ -428,10 +428,10 @@ class JobQueue:
         except OutputBlocked as exc:
             job._finish(EventKind.BLOCKED, exc.decision)
         except EmberError as exc:
-            job._finish(EventKind.FAILED, str(exc))
+            job._finish(EventKind.FAILED, Failure.of(exc))
         except Exception as exc:
             log.exception("Job %s failed", job.id)
-            job._finish(EventKind.FAILED, describe_unexpected(exc, self._what))
+            job._finish(EventKind.FAILED, Failure(describe_unexpected(exc, self._what), UnexpectedError.code))
         else:
             if job.cancel_token.cancelled and data is None:
                 job._finish(EventKind.CANCELLED, None)

@@ -20,7 +20,7 @@ from engines.database import Database
 from engines.documents.service import EMBED_LANE, Documents, EmbedTextsRequest, IndexFolderRequest
 from engines.documents.service import LANE as DOCUMENTS_LANE
 from engines.documents.watch import FolderWatch
-from engines.errors import Cancelled, EmberError, EngineCrashed, OutputBlocked, describe_exit
+from engines.errors import Cancelled, EmberError, EngineCrashed, EngineRestarted, OutputBlocked, describe_exit
 from engines.heap import release_free_memory
 from engines.host import EnginePool
 from engines.host.wire import LOADING, NOTICE, PREVIEW, RUNNING, STEP, TOKEN, EngineContext, EngineFactory, Ran
@@ -588,7 +588,7 @@ class Studio:
                 pass  # an unsafe partial reply is not kept; the failure is still what the person must hear
             doing = "loading" if crash.phase == "loading" else "generating with"
             model = crash.model or getattr(progress.info, "name", "") or "the model"
-            raise EmberError(
+            raise EngineRestarted(
                 f"The {modality.title} stopped unexpectedly while {doing} {model} ({describe_exit(crash.exit_code)}). "
                 f"Ember restarted it; {modality.lost}"
             ) from None

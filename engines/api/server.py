@@ -44,7 +44,7 @@ import numpy as np
 from engines.api import translate
 from engines.api.errors import ApiError, invalid, unsupported
 from engines.api.models import EMBEDDING, IMAGE, SPEECH, TRANSCRIPTION, ServedModels
-from engines.errors import EmberError
+from engines.errors import ContextOverflowError, EmberError, Failure, InvalidRequestError, OutOfMemoryError
 from engines.jobs import EventKind, JobEvent
 
 log = logging.getLogger(__name__)
@@ -467,6 +467,10 @@ def _json_body(raw: bytes) -> Any:
         raise ApiError(400, f"The request body is not valid JSON ({exc}).", code="invalid_json") from None
 
 
+# The API's name of a request field an engine's InvalidRequestError names by its own.
+_FIELDS = {"json_schema": "response_format"}
+
+
 def _ended(event: JobEvent, what: str, param: str | None) -> ApiError:
     """The error for a job that did not end with a result."""
     if event.kind is EventKind.BLOCKED:
@@ -474,12 +478,14 @@ def _ended(event: JobEvent, what: str, param: str | None) -> ApiError:
         return ApiError(400, reason, param=None, code="content_policy_violation")
     if event.kind is EventKind.CANCELLED:
         return ApiError(503, f"The {what} was stopped before it finished (Ember is closing).", type="server_error")
-    message = str(event.data or "The job failed.")
-    if "-token context" in message or "'Max tokens'" in message:
-        return ApiError(400, message, param=param, code="context_length_exceeded")
-    if "JSON schema" in message:
-        return ApiError(400, message, param="response_format", code="invalid_value")
-    return ApiError(500, message, type="server_error")
+    failure = event.data if isinstance(event.data, Failure) else Failure(str(event.data or "The job failed."))
+    if failure.code == ContextOverflowError.code:
+        return ApiError(400, failure, param=param, code=failure.code)
+    if failure.code == InvalidRequestError.code:
+        return ApiError(400, failure, param=_FIELDS.get(failure.param, failure.param or param), code="invalid_value")
+    if failure.code == OutOfMemoryError.code:
+        return ApiError(503, failure, type="server_error", code=failure.code)
+    return ApiError(500, failure, type="server_error", code=failure.code)
 
 
 def _check_history(handler: _Handler, texts: tuple[str, ...]) -> None:
@@ -705,7 +711,6 @@ def _transcription(handler: _Handler, raw: bytes) -> None:
 
 def _embeddings(handler: _Handler, data: Any) -> None:
     from engines.documents.service import EMBED_MAX_TEXTS, EmbedTextsRequest
-    from engines.safety.semantic import MAX_TOKENS
 
     body = translate.Body(data)
     model = handler.api.models.get(body.get("model"), EMBEDDING, "/v1/embeddings")
@@ -728,16 +733,6 @@ def _embeddings(handler: _Handler, data: Any) -> None:
         raise unsupported("dimensions", f"{model.id} makes 384-dimensional vectors and cannot shorten them")
     client = translate._client(body)
     body.finish()
-    counts = handler.api.studio.documents.token_counts(texts)
-    for index, count in enumerate(counts):
-        if count > MAX_TOKENS:
-            raise ApiError(
-                400,
-                f"Text {index} of 'input' is {count} tokens; {model.id} reads at most {MAX_TOKENS} and would cut "
-                "the rest off unseen. Split it.",
-                param="input",
-                code="context_length_exceeded",
-            )
     event, _ = handler.run_job(EmbedTextsRequest(tuple(texts)), client)
     if event.kind is not EventKind.RESULT:
         raise _ended(event, "embedding", "input")

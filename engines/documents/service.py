@@ -23,7 +23,7 @@ from engines.documents.grounding import GroundedPrompt, passage_budget, prompt_w
 from engines.documents.indexing import IndexProgress, IndexReport, ProgressCallback, document_paths, index_folder
 from engines.documents.search import Fusion, Mode, Passage, search
 from engines.documents.store import DocumentIndex, FileInfo, FolderInfo, normalise
-from engines.errors import EmberError
+from engines.errors import ContextOverflowError, EmberError, InvalidRequestError
 from engines.safety.semantic import MAX_TOKENS, Embed
 from engines.text.requests import ChatRequest, Message
 
@@ -225,15 +225,17 @@ class Documents:
     def check_texts(self, texts: Sequence[str]) -> list[int]:
         """Raise EmberError for texts the embedding model cannot take whole; return their token counts."""
         if not texts:
-            raise EmberError("Give at least one text to embed.")
+            raise InvalidRequestError("Give at least one text to embed.", "input")
         if len(texts) > EMBED_MAX_TEXTS:
-            raise EmberError(f"{len(texts)} texts is more than the {EMBED_MAX_TEXTS} one request may embed.")
+            raise InvalidRequestError(
+                f"{len(texts)} texts is more than the {EMBED_MAX_TEXTS} one request may embed.", "input"
+            )
         counts = self.token_counts(texts)
         for index, (text, count) in enumerate(zip(texts, counts, strict=True)):
             if not text.strip():
-                raise EmberError(f"Text {index} is empty; an empty text has no meaning to embed.")
+                raise InvalidRequestError(f"Text {index} is empty; an empty text has no meaning to embed.", "input")
             if count > MAX_TOKENS:
-                raise EmberError(
+                raise ContextOverflowError(
                     f"Text {index} is {count} tokens; the embedding model reads at most {MAX_TOKENS} (it would "
                     "cut the rest off unseen). Split it, as document search does with its passages."
                 )

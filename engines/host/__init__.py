@@ -23,7 +23,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from engines.errors import Cancelled, EmberError, EngineCrashed, OutOfMemoryError, describe_failure
+from engines.errors import (
+    Cancelled,
+    EmberError,
+    EngineCrashed,
+    OutOfMemoryError,
+    UnexpectedError,
+    describe_failure,
+)
 from engines.host.wire import LOADING, RUNNING, TOKEN, Call, EngineContext, EngineFactory, EngineFault, EngineInfo, Ran
 from engines.jobs import CancelToken
 
@@ -231,7 +238,7 @@ def _local(exc: BaseException, what: str) -> BaseException:
     """An exception from the engine process as the Studio raises it."""
     if isinstance(exc, EngineFault):
         log.error("Unexpected error in the %s:\n%s", what, exc.traceback)
-        return EmberError(describe_failure(exc.type_name, exc.message, what))
+        return UnexpectedError(describe_failure(exc.type_name, exc.message, what))
     return exc
 
 

@@ -25,6 +25,7 @@ from engines.errors import (
     Cancelled,
     ContextOverflowError,
     EmberError,
+    InvalidRequestError,
     ModelFileError,
     OutOfMemoryError,
     names_gpu,
@@ -495,12 +496,16 @@ class LlamaEngine:
         try:
             grammar = llama_cpp.LlamaGrammar.from_string(json_schema_to_gbnf(schema), verbose=False)
         except Exception as exc:  # the converter raises whatever a schema it cannot read makes it raise
-            raise EmberError(f"The JSON schema for the reply cannot be used ({type(exc).__name__}: {exc}).") from None
+            raise InvalidRequestError(
+                f"The JSON schema for the reply cannot be used ({type(exc).__name__}: {exc}).", "json_schema"
+            ) from None
         # llama.cpp returns no sampler for a grammar it cannot parse; a chain with a missing sampler would crash.
         vocab = self._llm._model.vocab
         probe = llama_cpp.llama_sampler_init_grammar(vocab, grammar._grammar.encode(), grammar._root.encode())
         if not probe:
-            raise EmberError("The JSON schema for the reply cannot be used (llama.cpp could not read its grammar).")
+            raise InvalidRequestError(
+                "The JSON schema for the reply cannot be used (llama.cpp could not read its grammar).", "json_schema"
+            )
         llama_cpp.llama_sampler_free(probe)
         return grammar
 

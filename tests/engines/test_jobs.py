@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import pickle
 import random
 import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass
 
-from engines.errors import Cancelled, EmberError
+from engines.errors import Cancelled, ContextOverflowError, EmberError, Failure, InvalidRequestError
 from engines.jobs import EventKind, Job, JobEvent, JobQueue
 
 
@@ -28,6 +29,10 @@ def counting_runner(job: Job) -> str:
         raise EmberError("This model file is damaged. Download it again.")
     if req.fail == "bug":
         raise ZeroDivisionError("division by zero")
+    if req.fail == "overflow":
+        raise ContextOverflowError("Your message needs 5,000 tokens, more than the 4,096-token context.")
+    if req.fail == "schema":
+        raise InvalidRequestError("The JSON schema for the reply cannot be used.", "json_schema")
     for i in range(req.tokens):
         if job.cancel_token.cancelled:
             raise Cancelled(None)
@@ -159,6 +164,32 @@ def test_an_engine_that_raises_fails_its_job_with_a_readable_message_and_the_wor
     message = bug.final_event.data
     assert "ZeroDivisionError" in message and "try again" in message
     assert after.wait(5).kind is EventKind.RESULT
+    assert q.shutdown()
+
+
+def test_a_failed_job_keeps_the_type_of_its_error_beside_the_message() -> None:
+    q, _ = make_queue()
+    jobs = {fail: q.submit(CountRequest(fail=fail)) for fail in ("ember", "bug", "overflow", "schema")}
+    failures = {fail: job.wait(5).data for fail, job in jobs.items()}
+    assert all(isinstance(f, Failure) and isinstance(f, str) for f in failures.values())
+    assert {fail: f.code for fail, f in failures.items()} == {
+        "ember": "error",
+        "bug": "unexpected",
+        "overflow": "context_length_exceeded",
+        "schema": "invalid_request",
+    }
+    assert failures["overflow"] == "Your message needs 5,000 tokens, more than the 4,096-token context."
+    assert failures["schema"].param == "json_schema" and failures["overflow"].param == ""
+    # Both cross a process boundary whole: an engine's error, and the failure made of it.
+    again = pickle.loads(pickle.dumps(failures["schema"]))
+    assert (again, again.code, again.param) == (failures["schema"], "invalid_request", "json_schema")
+    error = pickle.loads(pickle.dumps(InvalidRequestError("No grammar.", "tools")))
+    assert (type(error), str(error), error.param, error.code) == (
+        InvalidRequestError,
+        "No grammar.",
+        "tools",
+        "invalid_request",
+    )
     assert q.shutdown()
 
 
