@@ -551,7 +551,8 @@ def _text(handler: _Handler, data: Any, *, chat: bool) -> None:
         handler.start_stream()
         if chat:
             handler.send_event(translate.chunk(call, response_id, created, first=True))
-    last = translate.chunk(call, response_id, created, finish=delivered.output.finish_reason)
+    logprobs = translate.logprobs_of(call, delivered.output)
+    last = translate.chunk(call, response_id, created, finish=delivered.output.finish_reason, logprobs=logprobs)
     last["ember"] = translate.ember_of(delivered)
     handler.send_event(last)
     if call.include_usage:

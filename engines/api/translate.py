@@ -2,7 +2,7 @@
 
 Every field a body may hold is read here, once. A field Ember does not support, or a value of one
 it supports only in part, is refused with an error that names it: nothing is silently ignored
-(``n`` > 1, ``logprobs``, ``tools``, penalties, ...). Sampling means what OpenAI's says:
+(``n`` > 1, ``echo``, penalties, ...). Sampling means what OpenAI's says:
 ``temperature`` and ``top_p`` alone (Ember's own ``top_k``, ``min_p`` and ``repeat_penalty`` are
 off unless the body sets them, as llama.cpp's server names them). A prompt longer than the
 context is an error, never cut.
@@ -22,6 +22,7 @@ from engines.api.models import ServedModel
 
 CHAT_MAX_TOKENS = 512  # when the body gives none (OpenAI's own chat default is "until the context is full")
 COMPLETION_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
+COMPLETION_MAX_LOGPROBS = 5  # the most alternatives /v1/completions reports a token (OpenAI's limit)
 MAX_STOPS = 4
 _SEED_END = 2**32
 _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
@@ -252,6 +253,17 @@ def _no_tools(body: Body) -> None:
     body.only("parallel_tool_calls", (), why)
 
 
+def _chat_logprobs(body: Body) -> int | None:
+    """How many alternatives a chat reply reports beside each token's log-probability; None: no log-probabilities."""
+    from engines.text.requests import MAX_TOP_LOGPROBS
+
+    wanted = body.flag("logprobs")
+    top = body.integer("top_logprobs", None, 0, MAX_TOP_LOGPROBS)
+    if top is not None and not wanted:
+        raise invalid("top_logprobs", "'top_logprobs' needs 'logprobs': true.")
+    return (top or 0) if wanted else None
+
+
 def _options(model: ServedModel, context_tokens: int) -> Any:
     from engines.text.requests import ModelOptions
 
@@ -280,11 +292,12 @@ def chat_call(data: Any, models: Any, context_tokens: int) -> TextCall:
     stream, usage = _stream(body)
     schema = _json_schema(body)
     _no_tools(body)
-    body.only("logprobs", (False,), "token log-probabilities are not reported")
-    body.only("top_logprobs", (0,), "token log-probabilities are not reported")
+    logprobs = _chat_logprobs(body)
     client = _client(body)
     body.finish()
-    request = ChatRequest(options, tuple(convo), system, sampling, overflow="error", stop=stops, json_schema=schema)
+    request = ChatRequest(
+        options, tuple(convo), system, sampling, overflow="error", stop=stops, json_schema=schema, logprobs=logprobs
+    )
     # The Studio checks the newest user message and the system prompt; the rest of a conversation an API
     # client sends was never checked in Ember (the window's history was, as it was typed).
     earlier = [m.content for m in convo[:-1] if m.content.strip()]
@@ -309,13 +322,13 @@ def completion_call(data: Any, models: Any, context_tokens: int) -> TextCall:
     sampling = _sampling(body, COMPLETION_MAX_TOKENS, options.context_tokens)
     stops = _stops(body)
     stream, usage = _stream(body)
-    body.only("logprobs", (0,), "token log-probabilities are not reported")
+    logprobs = body.integer("logprobs", None, 0, COMPLETION_MAX_LOGPROBS)
     body.only("echo", (False,), "the prompt is not repeated in the reply")
     body.only("suffix", ("",), "inserting between a prompt and a suffix is not supported")
     body.only("best_of", (1,), "one candidate a request")
     client = _client(body)
     body.finish()
-    request = CompletionRequest(options, prompt, sampling, stops, overflow="error")
+    request = CompletionRequest(options, prompt, sampling, stops, overflow="error", logprobs=logprobs)
     return TextCall(request, model, stream, usage, client, ())
 
 
@@ -357,7 +370,7 @@ def chat_response(call: TextCall, delivered: Any, response_id: str, created_s: i
             {
                 "index": 0,
                 "message": {"role": "assistant", "content": output.text, "refusal": None},
-                "logprobs": None,
+                "logprobs": logprobs_of(call, output),
                 "finish_reason": output.finish_reason,
             }
         ],
@@ -375,10 +388,44 @@ def completion_response(call: TextCall, delivered: Any, response_id: str, create
         "created": created_s,
         "model": call.model.id,
         "system_fingerprint": None,
-        "choices": [{"index": 0, "text": output.text, "logprobs": None, "finish_reason": output.finish_reason}],
+        "choices": [
+            {
+                "index": 0,
+                "text": output.text,
+                "logprobs": logprobs_of(call, output),
+                "finish_reason": output.finish_reason,
+            }
+        ],
         "usage": usage_of(delivered),
         "ember": ember_of(delivered),
     }
+
+
+def logprobs_of(call: TextCall, output: Any) -> dict[str, Any] | None:
+    """The ``logprobs`` of a choice: chat's ``{"content": [...]}``, or the completions' token lists; None unasked."""
+    if call.request.logprobs is None:
+        return None
+    scores = output.logprobs
+    if hasattr(call.request, "prompt"):  # /v1/completions: OpenAI's older shape
+        offsets, at = [], 0
+        for score in scores:
+            offsets.append(at)
+            at += len(score.token)
+        return {
+            "tokens": [score.token for score in scores],
+            "token_logprobs": [score.logprob for score in scores],
+            "top_logprobs": [{raw.decode("utf-8", "replace"): lp for raw, lp in score.top} for score in scores],
+            "text_offset": offsets,
+        }
+
+    def entry(raw: bytes, logprob: float) -> dict[str, Any]:
+        return {"token": raw.decode("utf-8", "replace"), "logprob": logprob, "bytes": list(raw)}
+
+    content = [
+        {**entry(score.raw, score.logprob), "top_logprobs": [entry(raw, lp) for raw, lp in score.top]}
+        for score in scores
+    ]
+    return {"content": content, "refusal": None}
 
 
 def chunk(
@@ -389,16 +436,21 @@ def chunk(
     text: str | None = None,
     finish: str | None = None,
     first: bool = False,
+    logprobs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One streamed chunk: new text, or the end (``finish``), as chat or completion chunks."""
+    """One streamed chunk: new text, or the end (``finish``), as chat or completion chunks.
+
+    A streamed reply's log-probabilities (``logprobs``) come whole in its last chunk: the text released as
+    it streams is what the safety stage lets through, in pieces that need not follow token bounds.
+    """
     chat = not hasattr(call.request, "prompt")
     if chat:
         delta: dict[str, Any] = {"role": "assistant", "content": ""} if first else {}
         if text:
             delta["content"] = text
-        choice: dict[str, Any] = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        choice: dict[str, Any] = {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
     else:
-        choice = {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}
+        choice = {"index": 0, "text": text or "", "logprobs": logprobs, "finish_reason": finish}
     return {
         "id": response_id,
         "object": "chat.completion.chunk" if chat else "text_completion",

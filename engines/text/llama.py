@@ -14,6 +14,7 @@ evaluated alone takes other kernels than one inside a batch), and a sampled repl
 from __future__ import annotations
 
 import codecs
+import math
 import re
 import secrets
 import time
@@ -39,7 +40,7 @@ from engines.pipeline import Provenance
 from engines.text.chat_template import ChatTemplate
 from engines.text.gguf_header import GGUFHeader, read_gguf_header
 from engines.text.prompt_cache import PromptCache
-from engines.text.requests import ChatRequest, CompletionRequest, Message, ModelOptions, TextOutput
+from engines.text.requests import ChatRequest, CompletionRequest, Message, ModelOptions, TextOutput, TokenLogprob
 from engines.units import human_bytes
 
 # llama.cpp's compute buffers and the process's own overhead, beyond weights and KV cache.
@@ -488,6 +489,22 @@ class LlamaEngine:
             self._pieces[token] = cached
         return cached
 
+    def _logprob(self, token: int, top: int) -> TokenLogprob:
+        """``token``'s log-probability under the model at this step, and the ``top`` likeliest tokens'."""
+        import llama_cpp
+        import numpy as np
+
+        n_vocab = self._llm.n_vocab()
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self._llm._ctx.ctx, -1), shape=(n_vocab,))
+        shifted = logits.astype(np.float64) - float(logits.max())
+        logprobs = shifted - math.log(float(np.exp(shifted).sum()))
+        best: tuple[tuple[bytes, float], ...] = ()
+        if top:
+            ids = np.argpartition(-logprobs, top - 1)[:top]
+            ids = ids[np.argsort(-logprobs[ids], kind="stable")]
+            best = tuple((self._piece(int(i)), float(logprobs[i])) for i in ids)
+        return TokenLogprob(self._piece(token), float(logprobs[token]), best)
+
     def _schema_grammar(self, schema: str) -> Any:
         """The grammar of JSON values of ``schema`` (JSON Schema text); raises EmberError when it cannot be made."""
         import llama_cpp
@@ -557,6 +574,9 @@ class LlamaEngine:
                 grammar=grammar,
             )
         made: list[int] = []  # the reply's tokens (and its end-of-turn token), for the prompt cache
+        top = request.logprobs
+        scored: list[tuple[int, TokenLogprob]] = []  # (where its text starts in the reply, the token's scores)
+        length = 0  # characters of the reply so far
         try:
             self._prefill(tokens)
             while True:
@@ -569,7 +589,10 @@ class LlamaEngine:
                     break
                 generated += 1
                 chunk = decoder.decode(piece(token))
+                if top is not None:
+                    scored.append((length, self._logprob(token, top)))
                 if chunk:
+                    length += len(chunk)
                     text.append(chunk)
                     if stops:
                         joined = "".join(text)
@@ -606,6 +629,8 @@ class LlamaEngine:
             elif not stops and tail:
                 progress.token(tail)
         first = first or ended
+        # A token whose text starts past the reply's end (cut at a stop string, held back at a cancel) is not in it.
+        logprobs = tuple(score for start, score in scored if start < len(final))
         assert self._cache is not None
         # What the next turn of this conversation starts with, made canonical in idle time.
         self._cache.generated(self._next_turn(request, tokens, made, dropped, "".join(text)))
@@ -619,6 +644,7 @@ class LlamaEngine:
             prompt_s=first - started,
             generation_s=ended - first,
             watermark=chooser.scheme if chooser is not None and not chooser.failures else "",
+            logprobs=logprobs,
         )
         if finish == "cancelled":
             raise Cancelled(output)

@@ -76,6 +76,8 @@ class ChatRequest:
     json_schema: str = ""
     # The stored conversation the reply belongs to: the Studio keeps the delivered reply there (never the panel).
     conversation_id: int | None = field(default=None, compare=False)
+    # Report each reply token's log-probability and this many likeliest alternatives (0-20); None: not reported.
+    logprobs: int | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,28 @@ class CompletionRequest:
     overflow: Literal["drop_oldest", "error"] = "drop_oldest"
     conversation_id: int | None = field(default=None, compare=False)
     json_schema: str = ""  # as ChatRequest.json_schema
+    logprobs: int | None = None  # as ChatRequest.logprobs
+
+
+MAX_TOP_LOGPROBS = 20
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One token of a reply as the model saw it: its bytes, ln P under the model, and the likeliest alternatives.
+
+    ``logprob`` is the model's own log-probability (a log-softmax of its logits), before temperature,
+    top-k/top-p and the watermark's choice, as llama.cpp's server and OpenAI report it. ``top`` holds
+    (bytes, logprob) of the likeliest tokens at that step, likeliest first.
+    """
+
+    raw: bytes
+    logprob: float
+    top: tuple[tuple[bytes, float], ...] = ()
+
+    @property
+    def token(self) -> str:
+        return self.raw.decode("utf-8", "replace")
 
 
 @dataclass(frozen=True)
@@ -107,6 +131,8 @@ class TextOutput:
     prompt_s: float
     generation_s: float
     watermark: str = ""  # the text watermark's scheme ("gumbel-v1"); "" when unmarked (greedy, or no key)
+    # The reply's tokens with their log-probabilities, when the request asked (``logprobs``); () otherwise.
+    logprobs: tuple[TokenLogprob, ...] = ()
 
     @property
     def tokens_per_s(self) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from engines.jobs import EventKind, JobEvent
@@ -283,3 +284,31 @@ def test_loading_a_second_model_unloads_the_idle_one_when_memory_is_short(
     assert [k for k, _ in registry.loaded()] == [gemma]
     registry.unload_all()
     assert registry.loaded() == []
+
+
+def test_log_probabilities_are_the_models_own_as_bare_llama_cpp_reports_them(
+    studio: Studio, smol: ModelOptions
+) -> None:
+    from engines.text.cpu_backend import ready_llama_cpp
+
+    prompt = "The three primary colours are"
+    greedy = Sampling(temperature=0.0, repeat_penalty=1.0, top_k=0, top_p=1.0, min_p=0.0, max_tokens=6, seed=1)
+    final, _ = run(studio, CompletionRequest(smol, prompt, greedy, logprobs=3))
+    assert final.kind is EventKind.RESULT, final.data
+    output = final.data.output
+    scores = output.logprobs
+    assert b"".join(score.raw for score in scores).decode() == output.text and len(scores) == 6
+    for score in scores:  # greedy: each token is the likeliest, and the alternatives come likeliest first
+        assert score.top[0] == (score.raw, score.logprob) and len(score.top) == 3
+        assert [lp for _, lp in score.top] == sorted((lp for _, lp in score.top), reverse=True)
+        assert score.logprob <= 0 and sum(np.exp(lp) for _, lp in score.top) <= 1 + 1e-6
+    bare = ready_llama_cpp().Llama(smol.path, n_ctx=512, n_threads=1, logits_all=True, verbose=False)
+    try:
+        reference = bare.create_completion(prompt, max_tokens=6, temperature=0.0, logprobs=3, repeat_penalty=1.0)
+    finally:
+        bare.close()
+    expected = reference["choices"][0]["logprobs"]
+    assert [score.token for score in scores] == expected["tokens"]
+    assert np.allclose([score.logprob for score in scores], expected["token_logprobs"], atol=0.02)
+    unasked, _ = run(studio, CompletionRequest(smol, prompt, greedy))
+    assert unasked.data.output.logprobs == () and unasked.data.output.text == output.text

@@ -63,6 +63,32 @@ def test_completions_stream_and_not_with_a_base_model(client: Any) -> None:
     assert streamed == whole.choices[0].text
 
 
+def test_log_probabilities_of_a_chat_reply_whole_and_streamed(client: Any) -> None:
+    args: dict[str, Any] = {"model": CHAT_MODEL, "messages": HELLO, "logprobs": True, "top_logprobs": 3, **GREEDY}
+    whole = client.chat.completions.create(**args)
+    content = whole.choices[0].logprobs.content
+    assert "".join(t.token for t in content) == whole.choices[0].message.content
+    assert len(content) == whole.usage.completion_tokens
+    for token in content:  # greedy: the token is the likeliest of its alternatives
+        assert token.logprob <= 0 and len(token.top_logprobs) == 3
+        assert token.top_logprobs[0].token == token.token and token.top_logprobs[0].logprob == token.logprob
+        assert bytes(token.bytes).decode("utf-8", "replace") == token.token
+    chunks = list(client.chat.completions.create(stream=True, **args))
+    streamed = [t for c in chunks if c.choices and c.choices[0].logprobs for t in c.choices[0].logprobs.content]
+    assert [(t.token, t.logprob) for t in streamed] == [(t.token, t.logprob) for t in content]
+    plain = client.chat.completions.create(model=CHAT_MODEL, messages=HELLO, **GREEDY)
+    assert plain.choices[0].logprobs is None and plain.choices[0].message.content == whole.choices[0].message.content
+
+
+def test_log_probabilities_of_a_completion_in_openais_older_shape(client: Any) -> None:
+    reply = client.completions.create(model=BASE_MODEL, prompt="The colour of the sky is", logprobs=2, **GREEDY)
+    choice = reply.choices[0]
+    scores = choice.logprobs
+    assert "".join(scores.tokens) == choice.text and len(scores.token_logprobs) == len(scores.tokens)
+    assert scores.text_offset[0] == 0 and all(len(top) == 2 for top in scores.top_logprobs)
+    assert all(max(top.values()) == lp for top, lp in zip(scores.top_logprobs, scores.token_logprobs, strict=True))
+
+
 def test_stop_strings_end_the_reply_before_them(client: Any) -> None:
     whole = client.completions.create(model=BASE_MODEL, prompt="One, two, three, four, five,", **GREEDY)
     text = whole.choices[0].text
@@ -94,7 +120,8 @@ def test_a_json_schema_reply_is_json_of_that_schema(client: Any) -> None:
     ("fields", "param"),
     [
         ({"n": 2}, "n"),
-        ({"logprobs": True}, "logprobs"),
+        ({"top_logprobs": 2}, "top_logprobs"),  # without 'logprobs': true
+        ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
         ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools"),
         ({"frequency_penalty": 0.5}, "frequency_penalty"),
         ({"logit_bias": {"42": 5}}, "logit_bias"),
@@ -118,7 +145,7 @@ def test_an_unsupported_field_is_an_error_that_names_it(client: Any, fields: dic
 
 
 def test_completions_refuse_what_they_cannot_honour(client: Any) -> None:
-    for fields, param in (({"echo": True}, "echo"), ({"best_of": 3}, "best_of"), ({"logprobs": 2}, "logprobs")):
+    for fields, param in (({"echo": True}, "echo"), ({"best_of": 3}, "best_of"), ({"logprobs": 6}, "logprobs")):
         with pytest.raises(openai.BadRequestError) as caught:
             client.completions.create(model=BASE_MODEL, prompt="Hi", max_tokens=4, **fields)
         assert caught.value.body["param"] == param
