@@ -44,6 +44,7 @@ import numpy as np
 from engines.api import translate
 from engines.api.errors import ApiError, invalid, unsupported
 from engines.api.models import EMBEDDING, IMAGE, SPEECH, TRANSCRIPTION, ServedModels
+from engines.api.tools import ToolStream
 from engines.errors import ContextOverflowError, EmberError, Failure, InvalidRequestError, OutOfMemoryError
 from engines.jobs import EventKind, JobEvent
 
@@ -469,9 +470,10 @@ def _json_body(raw: bytes) -> Any:
 
 # The API's name of a request field an engine's InvalidRequestError names by its own.
 _FIELDS = {"json_schema": "response_format"}
+_TOOL_FIELDS = {"json_schema": "tools"}  # with tools, a grammar the engine could not make is a forced call's
 
 
-def _ended(event: JobEvent, what: str, param: str | None) -> ApiError:
+def _ended(event: JobEvent, what: str, param: str | None, fields: dict[str, str] = _FIELDS) -> ApiError:
     """The error for a job that did not end with a result."""
     if event.kind is EventKind.BLOCKED:
         reason = getattr(event.data, "reason", "") or "The output was withheld by Ember's safety filter."
@@ -482,7 +484,7 @@ def _ended(event: JobEvent, what: str, param: str | None) -> ApiError:
     if failure.code == ContextOverflowError.code:
         return ApiError(400, failure, param=param, code=failure.code)
     if failure.code == InvalidRequestError.code:
-        return ApiError(400, failure, param=_FIELDS.get(failure.param, failure.param or param), code="invalid_value")
+        return ApiError(400, failure, param=fields.get(failure.param, failure.param or param), code="invalid_value")
     if failure.code == OutOfMemoryError.code:
         return ApiError(503, failure, type="server_error", code=failure.code)
     return ApiError(500, failure, type="server_error", code=failure.code)
@@ -531,28 +533,40 @@ def _text(handler: _Handler, data: Any, *, chat: bool) -> None:
     if not call.stream:
         event, _ = handler.run_job(call.request, call.client)
         if event.kind is not EventKind.RESULT:
-            raise _ended(event, "reply", param)
+            raise _ended(event, "reply", param, fields=_TOOL_FIELDS if call.tools is not None else _FIELDS)
         respond = translate.chat_response if chat else translate.completion_response
         handler.send_json(200, respond(call, event.data, response_id, created))
         return
 
-    def on_token(text: str) -> None:
+    held = ToolStream(call.tools) if call.tools is not None else None
+
+    def send(text: str) -> None:
         if not handler._started:
             handler.start_stream()
             if chat:  # OpenAI's first chunk says who speaks
                 handler.send_event(translate.chunk(call, response_id, created, first=True))
-        handler.send_event(translate.chunk(call, response_id, created, text=text))
+        if text:
+            handler.send_event(translate.chunk(call, response_id, created, text=text))
+
+    def on_token(text: str) -> None:
+        ready = held.feed(text) if held is not None else text
+        if ready or not handler._started:
+            send(ready)
 
     event, _ = handler.run_job(call.request, call.client, on_token)
     if event.kind is not EventKind.RESULT:
-        raise _ended(event, "reply", param)
+        raise _ended(event, "reply", param, fields=_TOOL_FIELDS if call.tools is not None else _FIELDS)
     delivered = event.data
-    if not handler._started:  # an empty reply: no token came
-        handler.start_stream()
-        if chat:
-            handler.send_event(translate.chunk(call, response_id, created, first=True))
+    finish, calls = delivered.output.finish_reason, None
+    if held is not None:
+        rest, calls = held.rest()
+        send(rest)
+        if calls:
+            handler.send_event(translate.chunk(call, response_id, created, tool_calls=calls))
+            finish = "tool_calls"
+    send("")  # an empty reply: no token came
     logprobs = translate.logprobs_of(call, delivered.output)
-    last = translate.chunk(call, response_id, created, finish=delivered.output.finish_reason, logprobs=logprobs)
+    last = translate.chunk(call, response_id, created, finish=finish, logprobs=logprobs)
     last["ember"] = translate.ember_of(delivered)
     handler.send_event(last)
     if call.include_usage:

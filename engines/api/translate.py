@@ -19,6 +19,7 @@ from typing import Any
 
 from engines.api.errors import ApiError, invalid, unsupported
 from engines.api.models import ServedModel
+from engines.api.tools import Tools, calls_in, check_model_takes_tools, read_tools
 
 CHAT_MAX_TOKENS = 512  # when the body gives none (OpenAI's own chat default is "until the context is full")
 COMPLETION_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
@@ -105,6 +106,7 @@ class TextCall:
     include_usage: bool
     client: str  # the body's "user", for the queue's fairness between clients
     history: tuple[str, ...]  # texts of the conversation the Studio's prompt check does not read
+    tools: Tools | None = None  # the functions the model may call (chat only)
 
 
 def _sampling(body: Body, max_tokens_default: int, context_tokens: int) -> Any:
@@ -198,21 +200,53 @@ def _messages(body: Body) -> tuple[str, list[Any]]:
         if not isinstance(item, dict):
             raise invalid(where, f"'{where}' must be an object with 'role' and 'content'.")
         role = item.get("role")
-        if role not in _ROLES:
-            if role in ("tool", "function"):
-                raise unsupported(f"{where}.role", f"'{role}' messages need tools, which Ember's API does not run")
-            raise invalid(f"{where}.role", f"'{where}.role' must be system, developer, user or assistant.")
+        if role == "function":
+            raise unsupported(f"{where}.role", "'function' messages are the older API's: send 'tool' messages")
+        if role not in _ROLES and role != "tool":
+            raise invalid(f"{where}.role", f"'{where}.role' must be system, developer, user, assistant or tool.")
+        allowed = {"tool": ("role", "content", "tool_call_id"), "assistant": ("role", "content", "tool_calls")}
         for key in item:
-            if key not in ("role", "content"):
+            if key not in allowed.get(role, ("role", "content")):
                 raise unsupported(f"{where}.{key}")
-        content = _content(item.get("content"), f"{where}.content")
-        if _ROLES[role] == "system" and not convo:
+        calls = _tool_calls(item.get("tool_calls"), f"{where}.tool_calls") if role == "assistant" else ()
+        if calls and item.get("content") is None:
+            content = ""
+        else:
+            content = _content(item.get("content"), f"{where}.content")
+        if role == "tool":
+            answers = item.get("tool_call_id")
+            if not isinstance(answers, str) or not answers:
+                raise invalid(f"{where}.tool_call_id", "A 'tool' message names the call it answers in 'tool_call_id'.")
+            convo.append(Message("tool", content, tool_call_id=answers))
+        elif _ROLES[role] == "system" and not convo:
             system.append(content)
         else:
-            convo.append(Message(_ROLES[role], content))
-    if not convo or convo[-1].role != "user":
-        raise invalid("messages", "The last message must be the user's: Ember replies to it.")
+            convo.append(Message(_ROLES[role], content, tool_calls=calls))
+    if not convo or convo[-1].role not in ("user", "tool") or not any(m.role == "user" for m in convo):
+        raise invalid("messages", "The last message must be the user's (or a tool's answer): Ember replies to it.")
     return "\n\n".join(system), convo
+
+
+def _tool_calls(value: Any, where: str) -> tuple[Any, ...]:
+    """An assistant message's ``tool_calls`` as Ember's ToolCall."""
+    from engines.text.requests import ToolCall
+
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise invalid(where, f"'{where}' must be a list of calls.")
+    calls = []
+    for j, call in enumerate(value):
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise invalid(
+                f"{where}[{j}]", "A call is {'id': ..., 'type': 'function', 'function': {'name', 'arguments'}}."
+            )
+        arguments = function.get("arguments", "{}")
+        if not isinstance(arguments, str):
+            raise invalid(f"{where}[{j}].function.arguments", "A call's 'arguments' are JSON text.")
+        calls.append(ToolCall(str(call.get("id") or f"call_{j}"), function["name"], arguments))
+    return tuple(calls)
 
 
 def _json_schema(body: Body) -> str:
@@ -240,17 +274,6 @@ def _json_schema(body: Body) -> str:
     if spec.get("strict") is False:
         raise unsupported("response_format.json_schema.strict", "a reply always follows the schema strictly")
     return json.dumps(spec["schema"])
-
-
-def _no_tools(body: Body) -> None:
-    why = "Ember's API does not run tools (function calling) yet"
-    tools = body.get("tools")
-    if tools not in (None, []):
-        raise unsupported("tools", why)
-    body.only("tool_choice", ("none",), why)
-    body.only("functions", ([],), why)
-    body.only("function_call", ("none",), why)
-    body.only("parallel_tool_calls", (), why)
 
 
 def _chat_logprobs(body: Body) -> int | None:
@@ -291,17 +314,30 @@ def chat_call(data: Any, models: Any, context_tokens: int) -> TextCall:
     stops = _stops(body)
     stream, usage = _stream(body)
     schema = _json_schema(body)
-    _no_tools(body)
+    tools = read_tools(body, has_schema=bool(schema))
+    if tools is not None or any(m.role == "tool" or m.tool_calls for m in convo):
+        check_model_takes_tools(model)
     logprobs = _chat_logprobs(body)
     client = _client(body)
     body.finish()
     request = ChatRequest(
-        options, tuple(convo), system, sampling, overflow="error", stop=stops, json_schema=schema, logprobs=logprobs
+        options,
+        tuple(convo),
+        system,
+        sampling,
+        overflow="error",
+        stop=stops,
+        json_schema=tools.schema if tools is not None and tools.forced else schema,
+        logprobs=logprobs,
+        tools=tools.json if tools is not None else "",
     )
     # The Studio checks the newest user message and the system prompt; the rest of a conversation an API
-    # client sends was never checked in Ember (the window's history was, as it was typed).
-    earlier = [m.content for m in convo[:-1] if m.content.strip()]
-    return TextCall(request, model, stream, usage, client, tuple(earlier))
+    # client sends was never checked in Ember (the window's history was, as it was typed): earlier messages,
+    # what tools answered, and the arguments of calls the client says the model made.
+    newest = max(i for i, m in enumerate(convo) if m.role == "user")
+    earlier = [m.content for i, m in enumerate(convo) if i != newest and m.content.strip()]
+    earlier += [call.arguments for m in convo for call in m.tool_calls]
+    return TextCall(request, model, stream, usage, client, tuple(earlier), tools)
 
 
 def completion_call(data: Any, models: Any, context_tokens: int) -> TextCall:
@@ -360,6 +396,13 @@ def ember_of(delivered: Any) -> dict[str, Any]:
 def chat_response(call: TextCall, delivered: Any, response_id: str, created_s: int) -> dict[str, Any]:
     """The ``chat.completion`` object of a delivered reply."""
     output = delivered.output
+    message: dict[str, Any] = {"role": "assistant", "content": output.text, "refusal": None}
+    finish = output.finish_reason
+    if call.tools is not None:
+        content, calls = calls_in(output.text, call.tools)
+        if calls:
+            message.update(content=content, tool_calls=calls)
+            finish = "tool_calls"
     return {
         "id": response_id,
         "object": "chat.completion",
@@ -369,9 +412,9 @@ def chat_response(call: TextCall, delivered: Any, response_id: str, created_s: i
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": output.text, "refusal": None},
+                "message": message,
                 "logprobs": logprobs_of(call, output),
-                "finish_reason": output.finish_reason,
+                "finish_reason": finish,
             }
         ],
         "usage": usage_of(delivered),
@@ -437,6 +480,7 @@ def chunk(
     finish: str | None = None,
     first: bool = False,
     logprobs: dict[str, Any] | None = None,
+    tool_calls: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """One streamed chunk: new text, or the end (``finish``), as chat or completion chunks.
 
@@ -448,6 +492,8 @@ def chunk(
         delta: dict[str, Any] = {"role": "assistant", "content": ""} if first else {}
         if text:
             delta["content"] = text
+        if tool_calls:
+            delta["tool_calls"] = [{"index": i, **c} for i, c in enumerate(tool_calls)]
         choice: dict[str, Any] = {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
     else:
         choice = {"index": 0, "text": text or "", "logprobs": logprobs, "finish_reason": finish}

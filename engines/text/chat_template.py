@@ -162,6 +162,48 @@ class _BudgetedSandbox(ImmutableSandboxedEnvironment):
         return _checked(super().call(__context, __obj, *args, **kwargs), "a text or list")
 
 
+def _tojson(
+    value: Any, ensure_ascii: bool = False, indent: int | None = None, separators: Any = None, sort_keys: bool = False
+) -> str:
+    """Hugging Face's ``tojson``, which templates are written for: plain JSON text.
+
+    Jinja's own returns markup, and ``'<tool_call>' + (x | tojson)`` then escapes the text before it.
+    """
+    import json
+
+    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+
+def uses_tools(env: jinja2.Environment, source: str) -> bool:
+    """Whether a chat template reads the ``tools`` variable: it describes functions a model may call."""
+    from jinja2 import meta
+
+    try:
+        return "tools" in meta.find_undeclared_variables(env.parse(source))
+    except jinja2.TemplateSyntaxError:
+        return False
+
+
+def _message_dict(message: Message) -> dict[str, Any]:
+    """A message as chat templates read it: Hugging Face's shape, with a call's arguments as an object."""
+    import json
+
+    made: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        calls = []
+        for call in message.tool_calls:
+            try:
+                arguments = json.loads(call.arguments)
+            except ValueError:
+                arguments = call.arguments
+            function = {"name": call.name, "arguments": arguments}
+            calls.append({"id": call.id, "type": "function", "function": function})
+        made["tool_calls"] = calls
+    if message.tool_call_id:
+        made["tool_call_id"] = message.tool_call_id
+    return made
+
+
 class ChatTemplate:
     """One model's chat template, compiled once."""
 
@@ -170,6 +212,7 @@ class ChatTemplate:
         env.globals["raise_exception"] = _raise_exception
         env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
         env.policies["json.dumps_kwargs"] = {"ensure_ascii": False, "sort_keys": False}
+        env.filters["tojson"] = _budgeted_filter(_tojson)
         try:
             self._template = env.from_string(source)
         except jinja2.TemplateSyntaxError as exc:
@@ -179,18 +222,26 @@ class ChatTemplate:
             ) from None
         self._bos = bos_token
         self._eos = eos_token
+        self.uses_tools = uses_tools(env, source)
 
-    def render(self, messages: list[Message], add_generation_prompt: bool = True) -> str:
-        """Return the prompt text for ``messages``; raises ChatTemplateError if the template fails."""
+    def render(
+        self, messages: list[Message], add_generation_prompt: bool = True, tools: list[dict[str, Any]] | None = None
+    ) -> str:
+        """Return the prompt text for ``messages`` (and the functions in ``tools``, OpenAI's list, when given).
+
+        Raises ChatTemplateError if the template fails.
+        """
         _BUDGET.steps = MAX_LOOP_STEPS
         parts: list[str] = []
         length = 0
+        extra = {"tools": tools} if tools else {}
         try:
             for part in self._template.generate(
-                messages=[{"role": m.role, "content": m.content} for m in messages],
+                messages=[_message_dict(m) for m in messages],
                 add_generation_prompt=add_generation_prompt,
                 bos_token=self._bos,
                 eos_token=self._eos,
+                **extra,
             ):
                 length += len(part)
                 if length > MAX_PROMPT_CHARS:

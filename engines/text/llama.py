@@ -14,6 +14,7 @@ evaluated alone takes other kernels than one inside a batch), and a sampled repl
 from __future__ import annotations
 
 import codecs
+import json
 import math
 import re
 import secrets
@@ -402,11 +403,12 @@ class LlamaEngine:
             raise EmberError("There is nothing to reply to: the conversation is empty.")
         keep = 2 if request.mode == "continue" and len(convo) >= 2 else 1
         dropped = 0
+        tools = self._tools(request)
         while True:
             if request.mode == "continue":
                 prompt = self._template.render_continuation(system + convo)
             else:
-                prompt = self._template.render(system + convo, add_generation_prompt=True)
+                prompt = self._template.render(system + convo, add_generation_prompt=True, tools=tools)
             tokens = self._tokenize(prompt)
             if len(tokens) <= budget:
                 return tokens, dropped
@@ -422,6 +424,24 @@ class LlamaEngine:
             while len(convo) > keep and convo[0].role == "assistant":
                 convo.pop(0)
                 dropped += 1
+
+    def _tools(self, request: ChatRequest) -> list[dict[str, Any]] | None:
+        """The request's functions for the template; raises InvalidRequestError when its template cannot offer any."""
+        if not request.tools:
+            return None
+        assert self._template is not None
+        if not self._template.uses_tools:
+            raise InvalidRequestError(
+                f"The chat template of {self.name} does not describe functions to the model, so it cannot call "
+                "tools. Use a model whose template supports tools (Qwen 2.5 and 3, Llama 3.1 and later, Mistral, "
+                "Hermes, SmolLM3, ...), or send the request without 'tools'.",
+                "tools",
+            )
+        try:
+            tools = json.loads(request.tools)
+        except ValueError:
+            raise InvalidRequestError("The request's tools are not valid JSON.", "tools") from None
+        return tools if isinstance(tools, list) else None
 
     def _completion_tokens(self, request: CompletionRequest, budget: int) -> tuple[list[int], int]:
         tokens = self._tokenize(request.prompt)
@@ -458,7 +478,8 @@ class LlamaEngine:
         else:
             convo.append(Message("assistant", text))
         try:
-            rendered = self._tokenize(self._template.render(system + convo, add_generation_prompt=False))
+            tools = self._tools(request)
+            rendered = self._tokenize(self._template.render(system + convo, add_generation_prompt=False, tools=tools))
         except EmberError:
             return sequence
         if rendered[: len(prompt)] != prompt:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal
 
-Role = Literal["system", "user", "assistant"]
+Role = Literal["system", "user", "assistant", "tool"]
 
 
 @dataclass(frozen=True)
@@ -39,9 +39,22 @@ class Sampling:
 
 
 @dataclass(frozen=True)
+class ToolCall:
+    """A function the model asked to call: the call's id, the function's name, its arguments as JSON text."""
+
+    id: str
+    name: str
+    arguments: str = "{}"
+
+
+@dataclass(frozen=True)
 class Message:
+    """One turn of a conversation. An assistant turn may hold ``tool_calls``; a "tool" turn answers ``tool_call_id``."""
+
     role: Role
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -78,6 +91,8 @@ class ChatRequest:
     conversation_id: int | None = field(default=None, compare=False)
     # Report each reply token's log-probability and this many likeliest alternatives (0-20); None: not reported.
     logprobs: int | None = None
+    # The functions the model may call, as JSON text of OpenAI's "tools" list, for the chat template; "" for none.
+    tools: str = ""
 
 
 @dataclass(frozen=True)
