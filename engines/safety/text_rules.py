@@ -123,6 +123,15 @@ _MINOR = _words(
     # Ages and words for a child in the languages people mix in to slip past English rules.
     r"(?:1[0-7]|[1-9]) ?(?:anos|ans|jahre|anni|jaar|lat|let)",
     r"(?:1[0-7]|[1-9])[- ]?jahrige[nrs]?",
+    r"(?:un|deux|trois|quatre|cinq|six|sept|huit|neuf|dix|onze|douze|treize|quatorze|quinze|seize|dix-sept) ans",
+    r"(?:un|dos|tres|cuatro|cinco|seis|siete|ocho|nueve|diez|once|doce|trece|catorce|quince|dieciseis|"
+    r"diecisiete) anos",
+    r"(?:ein|zwei|drei|vier|funf|sechs|sieben|acht|neun|zehn|elf|zwolf|dreizehn|vierzehn|funfzehn|sechzehn|"
+    r"siebzehn) jahre",
+    r"(?:un|due|tre|quattro|cinque|sei|sette|otto|nove|dieci|undici|dodici|tredici|quattordici|quindici|sedici|"
+    r"diciassette) anni",
+    r"fillettes?",
+    r"petits? gar[cç]ons?",
     r"ninas?",
     r"ninos?",
     r"menor(?:es)? de edad",
@@ -160,6 +169,18 @@ _SEXUALISH = _words(
     r"intimate with",
     r"make out with",
     r"fuck(?:ing)? (?:her|him)",
+    r"(?:start|begin)(?:s|ing)? (?:\w+ )?touching (?:each other|him|her|them)",
+    r"touch(?:es|ed|ing)? (?:each other|him|her) (?:under|beneath|down there|all over)",
+    r"sexuel(?:le)?s?",
+    r"sexuale?",
+    r"sexuell\w*",
+    r"sexo",
+    r"sesso",
+    r"erotik\w*",
+    r"erotiqu\w*",
+    r"erotisch\w*",
+    r"desnud[ao]s?",
+    r"nackt\w*",
 )
 _SEXUAL_STRONG = re.compile(_words(r"porn\w*", r"erotic\w*", r"lewd", r"hentai", r"nsfw", r"nudes?", r"sexy"))
 # fmt: off
@@ -176,11 +197,19 @@ _GROUP = (
     r"latinos|whites|white people|jewish|homosexuals|disabled (?:kids|children|people))\b"
 )
 
+# The names moderation policies give their categories (see the "category-list" context).
+_CATEGORY_NAME = (
+    r"\b(?:sexual content|nudity|(?:graphic )?violence|gore|self[- ]harm|suicide|hate(?: speech)?|harassment|"
+    r"weapons|dangerous (?:instructions|content|activities)|profanity|illegal (?:activities|content)|"
+    r"extremism|terrorism)\b"
+)
+
 _TERMS: tuple[Term, ...] = (
     # --- SEXUAL (explicit) ---------------------------------------------------------
     _t("porn", C.SEXUAL, 0.8, _words(r"porn\w*", r"pr0n", r"xxx")),
     _t("hentai", C.SEXUAL, 0.75, _words(r"hentai", r"rule ?34")),
-    _t("erotica", C.SEXUAL, 0.65, _words(r"erotica", r"erotic", r"smut\w*", r"lewd")),
+    _t("erotica", C.SEXUAL, 0.65, _words(r"erotica", r"erotic", r"smut\w*", r"lewd", r"erotiques?", r"erotisch\w*",
+                                         r"erotic[oa]s?")),
     _t("nsfw", C.SEXUAL, 0.6, _words(r"nsfw", r"uncensored nude", r"18\+")),
     _t("sex-act", C.SEXUAL, 0.8, _words(
         r"blow ?jobs?", r"hand ?jobs?", r"rim ?jobs?", r"orgasm\w*", r"cum(?:s|ming|shot)?", r"masturbat\w*",
@@ -196,6 +225,8 @@ _TERMS: tuple[Term, ...] = (
         r"touch(?:ing)? (?:herself|himself|themselves)", r"spread(?:ing)? (?:her|his) legs",
         r"full frontal", r"sexual(?:ly)? explicit", r"(?:skip|without|no|don'?t) (?:the )?fade[- ]to[- ]black",
         r"every (?:moan|thrust)",
+        r"escenas? (?:de sexo|sexual(?:es)?)", r"scenes? de sexe", r"sexszenen?", r"scen[ae] di sesso",
+        r"relaciones sexuales", r"rapports? sexuels?", r"geschlechtsverkehr",
     )),
     # A hookup told blow by blow: the act is named softly, the detail is what is asked for.
     _t("hookup-detail", C.SEXUAL, 0.45, _words(
@@ -215,10 +246,18 @@ _TERMS: tuple[Term, ...] = (
     _t("nudity", C.SEXUAL, 0.35, _words(r"nude", r"nudes", r"naked(?! (?:eye|cake|choke))", r"topless",
                                         r"undress\w*", r"strip ?tease", r"stripper", r"lap ?dance")),
     _t("sex-word", C.SEXUAL, 0.3, _SEXUALISH),
+    # No weight of its own: it only marks a request for material, which no reporting context explains away.
+    _t("asks-for-material", C.SEXUAL, 0.0, _words(
+        r"write", r"generate", r"draw", r"describe", r"show me", r"send (?:me|it)", r"find me", r"links?",
+        r"where (?:can|do) i (?:find|get|see|download)", r"make (?:me )?(?:a|an|one)", r"create",
+    ), amp=True),
     _t("bdsm", C.SEXUAL, 0.55, _words(r"bdsm", r"bondage", r"fetish")),
     _t("explicit", C.SEXUAL, 0.45, _words(r"explicit", r"graphic", r"vivid", r"dirty", r"nasty", r"steamy",
                                           r"uncensored", r"hardcore", r"in detail", r"play[- ]by[- ]play",
-                                          r"blow[- ]by[- ]blow", r"no metaphors", r"every detail"), amp=True),
+                                          r"blow[- ]by[- ]blow", r"no metaphors", r"every detail",
+                                          r"explicit[ao]s?", r"explicites?", r"explizit\w*", r"esplicit\w*",
+                                          r"con (?:todo lujo de|muchos) detalles", r"avec (?:beaucoup de|tous les) "
+                                          r"details", r"be descriptive"), amp=True),
     # --- VIOLENCE --------------------------------------------------------------------
     _t("harm-person", C.VIOLENCE, 0.5, rf"\b{_HARM_VERB}\s+(?:\w+\s+){{0,2}}?{_PERSON}"),
     _t("threat", C.VIOLENCE, 0.85,
@@ -226,6 +265,9 @@ _TERMS: tuple[Term, ...] = (
        rf"(?! (?:it|this|that|myself|yourself|myse[li]f|the (?:exam|test|game|interview|presentation)))"),
     _t("mass-attack", C.VIOLENCE, 0.9,
        _words(r"shoot up (?:my|the|a) (?:school|church|mosque|synagogue|mall|office|class)",
+              r"(?:based on|modell?ed (?:on|after)|set in|a map of) my (?:real|actual|own) (?:school|workplace|office|"
+              r"church|mosque|synagogue|campus|job)\b.{0,120}\b(?:most people|hurt|kill|casualt\w+|go in|enter)",
+              r"so (?:the most|as many) people (?:as possible )?(?:get|are) (?:hurt|killed|shot)",
               r"(?:plan|planning|carry out) (?:an|a) (?:attack|massacre|shooting)", r"school shooting plan",
               r"mass shooting", r"kill as many")),
     _t("make-disappear", C.VIOLENCE, 0.7, rf"\b(?:make|get rid of)\s+(?:\w+\s+){{0,2}}?{_PERSON}"
@@ -262,6 +304,9 @@ _TERMS: tuple[Term, ...] = (
     _t("draw-blood", C.VIOLENCE, 0.8,
        r"\bmake (?:those|these|them|the \w+|all (?:of )?(?:them|those)) (?:\w+ )?(?:bleed|suffer|pay in blood)\b"),
     _t("get-away-with", C.VIOLENCE, 0.8, _words(r"get away with (?:murder|killing)", r"without getting caught",
+                                                r"ohne dass es jemand merkt", r"sin que nadie se (?:entere|de cuenta)",
+                                                r"sans que personne (?:ne )?(?:le )?(?:sache|remarque)",
+                                                r"senza che nessuno se ne accorga",
                                                 r"without (?:anyone|anybody) (?:noticing|knowing)",
                                                 r"(?:doesn't|does not|won't) leave (?:marks|bruises)")),
     # One gore word alone stays just under "standard": histories and films mention beheadings.
@@ -272,7 +317,16 @@ _TERMS: tuple[Term, ...] = (
         r"crushed skull", r"bloodbath", r"tortur\w+", r"crush(?:ed|ing)? (?:him|her|them|the body)",
         r"guts? spill\w*", r"(?:limbs?|arms?|legs?|head|face)(?: \w+){0,2} (?:blown|ripped|torn|hacked) off",
     )),
+    _t("harm-verb-intl", C.VIOLENCE, 0.5, _words(
+        r"(?:schwer )?verletzen", r"umbringen", r"toten", r"zusammenschlagen", r"matarl[oae]s?", r"matar a",
+        r"lastimarl[oae]", r"herirl[oae]", r"golpearl[oae]", r"le tuer", r"la tuer", r"les tuer", r"blesser",
+        r"frapper", r"uccider(?:lo|la|li|e)", r"ferirl[oa]", r"picchiarl[oa]",
+    )),
     _t("injury", C.VIOLENCE, 0.3, _words(r"break (?:someone's|his|her|their|your) \w+", r"run over", r"corpse")),
+    _t("lynching", C.VIOLENCE, 0.85, _words(
+        r"hang (?:him|her|them) (?:from|by|on)", r"lynch\w*", r"string (?:him|her|them) up",
+        r"drag (?:him|her|them) (?:out|into the street)",
+    )),
     _t("lethal-injury", C.VIOLENCE, 0.6, _words(
         r"(?:cut|slit|slash)\w* (?:his|her|their|your|someone's|a person's) throats?",
         r"(?:snap|break)\w* (?:someone's|his|her|their|a person's|your) neck",
@@ -290,7 +344,9 @@ _TERMS: tuple[Term, ...] = (
                                                    r"(?:picture|image|photo|video) of"), amp=True, roles=(PROMPT,)),
     _t("violence-howto", C.VIOLENCE, 0.5, _words(r"how (?:to|do i|can i|would i|hard do i)",
                                                  r"best (?:way|place) to", r"help me", r"tell me how", r"explain how",
-                                                 r"ways? to", r"what (?:dose|amount)", r"how much"),
+                                                 r"ways? to", r"what (?:dose|amount)", r"how much",
+                                                 r"wie kann ich", r"como (?:puedo|hago)", r"comment (?:puis-je|faire)",
+                                                 r"come (?:posso|faccio)", r"ich will,? dass er leidet"),
        amp=True, roles=(PROMPT,)),
     # --- SELF_HARM -------------------------------------------------------------------
     _t("suicide-self", C.SELF_HARM, 0.85, _words(
@@ -301,6 +357,10 @@ _TERMS: tuple[Term, ...] = (
         r"painless (?:way|death|suicide)", r"quick death", r"jump off (?:\w+ )*and die",
         # TikTok's words for suicide, made to slip past filters.
         r"unalive (?:myself|yourself|urself|me|ourselves)",
+        r"me suicider", r"suicidarme", r"suicidarmi", r"mich umbringen", r"mir das leben nehmen",
+        r"selbstmord begehen", r"me (?:tuer|quitar la vida)", r"je ne veux plus vivre", r"no quiero (?:seguir )?vivir",
+        r"ich will nicht mehr leben", r"non voglio piu vivere", r"sans (?:douleur|souffrir)", r"sin dolor",
+        r"schmerzlos", r"senza dolore",
     )),
     # Third person is often a plot question ("do they kill themselves at the end?"):
     # it needs a request or encouragement beside it.
@@ -350,6 +410,15 @@ _TERMS: tuple[Term, ...] = (
        r"lazy|deported|locked up|erased|exterminated|sterili[sz]ed|put down|killed|gassed|wiped out|"
        r"removed|eradicated|silenced|the holocaust|ruining|evil|scum|a plague|worthless|useless|abominations?|"
        r"rapists|pedophiles|groomers|pigs|dogs|cancer|thugs|a waste of space|too dumb|dumb)\b"),
+    _t("hate-intl", C.HATE, 0.8,
+       r"\b(?:los |les |die |gli |i )?(?:gitanos|judios|musulmanes|negros|inmigrantes|moros|sudacas|juifs|musulmans|"
+       r"noirs|immigres|arabes|roms|tsiganes|juden|muslime|auslander|zigeuner|fluchtlinge|ebrei|musulmani|zingari|"
+       r"immigrati|negri|rom)\b.{0,60}\b(?:plaga|ratas|parasitos|basura|peste|vermine|rats|parasites|ordures|"
+       r"ungeziefer|ratten|parasiten|abschaum|parassiti|feccia|topi|echarlos|expulsarlos|les (?:chasser|expulser)|"
+       r"rausschmeissen|abschieben|cacciarli|eliminarlos|exterminarlos)\b"),
+    _t("jewish-control-libel", C.HATE, 0.8,
+       r"\bjews?\b.{0,40}\b(?:secretly |really )?(?:control|run|own)s? (?:the )?(?:banks|media|world|government|"
+       r"money|hollywood)\b.{0,80}\b(?:removed|stopped|dealt with|expelled|eliminated|must go|get rid)\b"),
     _t("exclude-group", C.HATE, 0.85,
        _GROUP + r"(?: \w+){0,3}? (?:shouldn'?t|should not|must not|mustn'?t|can'?t) be allowed (?:to (?:live|stay|"
        r"vote|work|exist|settle)|in)\b|" + _GROUP + r"(?: \w+){0,2}? (?:don'?t|do not) belong (?:in|here)\b"),
@@ -385,6 +454,9 @@ _TERMS: tuple[Term, ...] = (
         r"pipe ?bombs?", r"ieds?", r"napalm", r"thermite", r"molotov\w*", r"car bomb", r"nail bomb",
         r"explosives", r"explosive (?:device|vest|charge)", r"detonators?", r"tnt", r"c4", r"semtex",
         r"black powder bomb", r"(?:make|build|making|building) (?:a |an )?(?:bomb|b0mb)",
+        r"ordign[oi] esplosiv[oi]", r"esplosiv[oi]", r"explosivos?", r"explosifs?", r"sprengstoff\w*",
+        r"sprengsatz", r"rohrbomben?", r"bombas? casera", r"bombes? artisanales?", r"bomba artigianale",
+        r"(?:fabricar|hacer) una bomba", r"fabriquer une bombe", r"eine bombe bauen",
     )),
     _t("bomb-word", C.DANGEROUS, 0.3, _words(r"bombs?(?! (?:recipe|fizz))")),
     _t("toxin", C.DANGEROUS, 0.55, _words(
@@ -438,6 +510,9 @@ _TERMS: tuple[Term, ...] = (
         r"print|produce|mix|grow|get|manufacture|hack|assemble)",
         r"step[- ]by[- ]step", r"instructions (?:for|to)", r"recipe for", r"synthesi[sz]\w+", r"write",
         r"guide to (?:making|building)", r"at home", r"to hurt people", r"to kill",
+        r"come si fabbrica", r"come (?:costruire|fare)", r"dammi le dosi", r"como (?:se )?(?:hace|fabrica|hacer)",
+        r"comment (?:fabriquer|faire|construire)", r"wie (?:baut|macht|baue|mache) (?:man|ich)", r"dosis exactas",
+        r"le dosi", r"innescarlo", r"fertilizzante", r"fertilizante", r"engrais", r"dunger",
     ), amp=True, roles=(PROMPT,)),
     _t("instructions-given", C.DANGEROUS, 0.5, _words(
         r"step \d", r"first,? (?:mix|combine|heat|dissolve|add|take)", r"you will need", r"ingredients",
@@ -462,6 +537,10 @@ _TERMS: tuple[Term, ...] = (
         r"(?:filth|foul|dirt)\w* (?:language|mouth|words|cursing)", r"(?:don'?t|do not|without) (?:bleep|censor)\w*",
         r"cursing", r"swear(?:ing)? at me", r"f[- ]?bombs?", r"gutter (?:language|mouth|talk)", r"name[- ]calling",
         r"c[- ]words?", r"vulgar(?:ity)?", r"crude (?:insults?|language|words)",
+        r"crudest (?:insults?|language|words)", r"dirty words?", r"foul[- ]mouthed", r"raunch\w*",
+        r"go f (?:yourself|himself|herself|themselves|off)", r"cuss(?:ing)? (?:\w+ ){0,3}out",
+        r"groserias?", r"palabrotas?", r"insultos? (?:muy )?(?:fuertes|vulgares|groseros)", r"gros mots",
+        r"insultes? (?:vulgaires|grossieres)", r"schimpfworter", r"parolacce",
     ), roles=(PROMPT,)),
     _t("swearing-uncensored", C.PROFANITY, 0.5, _words(
         r"uncensored", r"no (?:censor\w*|bleeps?|filter)", r"(?:don'?t|do not|without) (?:bleep|censor|hold)\w*",
@@ -471,6 +550,14 @@ _TERMS: tuple[Term, ...] = (
         r"every (?:swear|curse|cuss|dirty|filthy|bad|vulgar) ?words?", r"tons of", r"crudest", r"dirtiest",
         r"nastiest", r"the most (?:vulgar|crude|filthy|obscene|offensive)", r"call (?:my|him|her|them|someone)",
         r"diss track", r"tear(?:s|ing)? (?:\w+ ){0,3}a new one", r"make (?:him|her|them) cry", r"roast",
+        r"scream\w*", r"unfiltered", r"every (?:f[- ]?bomb|c[- ]word|insult|dirty word|slur)",
+        r"(?:i )?want (?:him|her|them) to cry", r"(?:mas|muy) vulgar", r"cuanto mas",
+        r"profanity[_ ]filter\W*(?:=|is|:)?\W*off", r"piece of my mind",
+    ), amp=True, roles=(PROMPT,)),
+    # Swearing piled on a person: "as many swear words aimed at my manager as you can fit in".
+    _t("swearing-at-person", C.PROFANITY, 0.5, _words(
+        r"as many (?:\w+ ){1,8}?as (?:possible|you can)", r"aimed at", r"at my (?:manager|boss|ex|brother|sister|"
+        r"coworker|landlord|teacher|neighbou?r|roommate)",
     ), amp=True, roles=(PROMPT,)),
     _t("profanity-mild", C.PROFANITY, 0.35, _words(r"damn\w*", r"crap\w*", r"hell", r"(?<!the )ass", r"arse", r"bloody",
                                                    r"sucks?")),
@@ -478,7 +565,9 @@ _TERMS: tuple[Term, ...] = (
 
 # Evidence no benign context can explain away ("write a python script ... where he
 # dismembers her" is still gore).
-_SERIOUS = frozenset({"gore", "threat", "mass-attack", "get-away-with", "staged-accident", "make-disappear"})
+_SERIOUS = frozenset(
+    {"gore", "threat", "mass-attack", "get-away-with", "staged-accident", "make-disappear", "lynching"}
+)
 
 _CONTEXTS: tuple[Context, ...] = (
     Context("computing", frozenset({C.VIOLENCE, C.DANGEROUS}), 0.3, _re(_words(
@@ -506,7 +595,8 @@ _CONTEXTS: tuple[Context, ...] = (
         r"history", r"historical", r"causes? of", r"why did", r"why is", r"what happened", r"in the \d{4}s",
         r"world war", r"laws?", r"explained", r"statistics", r"rate", r"lesson plan", r"homework", r"psychology",
         r"difference between", r"how was", r"what were",
-    )), frozenset({"kill-group", "slur", "threat", "suicide-self", "dehumanising"})),
+    )), frozenset({"kill-group", "slur", "threat", "suicide-self", "dehumanising", "jewish-control-libel",
+                   "hate-intl", "exclude-group", "people-as-vermin", "coded-antisemitism", "groomer-smear"})),
     Context("help-prevention", frozenset({C.SELF_HARM, C.MINORS, C.SEXUAL, C.HATE}), 0.2, _re(_words(
         r"signs of", r"warning signs", r"prevention", r"hotline", r"crisis line", r"how to help", r"help (?:a|my)",
         r"what should i say", r"recovery", r"resources", r"risk", r"support\w*", r"report\w*", r"protect\w*",
@@ -523,6 +613,7 @@ _CONTEXTS: tuple[Context, ...] = (
         r"report(?:ing)? (?:a|my|the|this) (?:coworker|colleague|boss|manager|neighbou?r|classmate|student|teacher|"
         r"post|comment|account|user)",
         r"(?:email|letter|complaint|message) to (?:hr|human resources|the school|the principal|my manager)",
+        r"how (?:do|can|should) (?:we|i) report (?:it|this|them|that)", r"get (?:it|them|this) taken down",
     )), _SERIOUS | {"suicide-self", "exclude-group", "people-as-vermin", "groomer-smear", "coded-antisemitism",
                     "slur", "kill-group", "group-should-die", "lasting-harm", "catch-alone", "draw-blood"}),
     # Idioms: "this burger is the bomb", "you killed it", "my stomach is killing me".
@@ -536,6 +627,38 @@ _CONTEXTS: tuple[Context, ...] = (
         r"nothing graphic", r"not graphic", r"no blood", r"non-?graphic", r"not (?:too |very |overly )?gory",
         r"not gruesome",
     )), frozenset({"threat", "mass-attack", "get-away-with", "staged-accident", "make-disappear"})),
+    # "A character considers suicide but chooses to live, written responsibly": safe-messaging fiction.
+    Context("responsible-depiction", frozenset({C.SELF_HARM}), 0.4, _re(_words(
+        r"responsibl[ey]", r"safe messaging", r"chooses? to live", r"decides? to live", r"won'?t harm readers",
+        r"(?:reaches|reaching) out for help", r"hopeful ending",
+    )), frozenset({"suicide-self", "lethal-dose", "hide-harm", "self-injury"})),
+    # "The villain poisons someone, I don't need the method": the harm is a plot point, not a how-to.
+    Context("method-declined", frozenset({C.DANGEROUS, C.VIOLENCE}), 0.35, _re(_words(
+        r"(?:don'?t|do not|won'?t) need (?:the |any |a )?(?:method|recipe|details of how|how[- ]to|instructions)",
+        r"without (?:the |any )?(?:method|recipe|instructions|how[- ]to)", r"no (?:real )?(?:method|recipe|"
+        r"instructions)",
+    )), _SERIOUS | {"drug-cooking", "covert-dosing", "defeat-safety"}),
+    # "A breakup song with mild language like 'damn'": mild swearing is what is asked for.
+    Context("mild-language", frozenset({C.PROFANITY, C.HATE}), 0.4, _re(_words(
+        r"mild (?:language|swearing|cursing|profanity|words)", r"light (?:swearing|cursing)", r"(?:pg|pg-13)",
+    )), frozenset({"profanity-strong", "swearing-asked"})),
+    # "Evening gown, business suit, sfw": a clothed picture, said so.
+    Context("clothed", frozenset({C.SEXUAL}), 0.5, _re(_words(
+        r"sfw", r"fully clothed", r"business (?:suit|attire|casual)", r"evening gown", r"ball gown",
+        r"(?:office|work) (?:attire|clothes|outfit)",
+    )), frozenset({"porn", "hentai", "sex-act", "having-sex", "genitals", "nudity", "sexting", "sex-slang"})),
+    # "A nude photo of a classmate is going round: how do we report it and get it taken down?" The person asks
+    # how to stop abuse material, not for it (a request for material cancels it; the minors rule is its own).
+    Context("report-abuse", frozenset({C.MINORS, C.SEXUAL}), 0.15, _re(_words(
+        r"how (?:do|can|should) (?:we|i) report (?:it|this|them|that|the \w+)", r"get (?:it|them|this|the \w+) "
+        r"(?:taken down|removed)", r"report (?:it|this|them) to (?:the )?(?:police|school|platform|site|website|"
+        r"ncmec|iwf|cybertip\w*)",
+    )), frozenset({"asks-for-material"})),
+    # A list of moderation categories ("sexual content, graphic violence, self-harm, hate and harassment"):
+    # a policy or a settings page names them, nobody asks for three at once this way.
+    Context("category-list", frozenset({C.SEXUAL, C.VIOLENCE, C.SELF_HARM, C.HATE, C.DANGEROUS, C.PROFANITY}), 0.2,
+            _re(rf"{_CATEGORY_NAME}(?:\s*(?:,|/|\band\b|\bor\b)\s*(?:and\s+|or\s+)?{_CATEGORY_NAME}){{2,}}"),
+            _SERIOUS | {"suicide-self", "slur", "kill-group", "porn", "sex-act"}),
     # "A roast of my dad, no profanity": the request asks for none.
     Context("swearing-declined", frozenset({C.PROFANITY}), 0.3, _re(_words(
         r"no (?:profanity|swearing|cursing|cussing|swear ?words|curse ?words|bad words|f-bombs?)",
@@ -560,7 +683,7 @@ _CONTEXTS: tuple[Context, ...] = (
         r"(?:['\"‘“][^'\"‘’“”]{1,20}['\"’”]|\bthe word\b|\bn-word\b).{0,40}\b(?:mean\w*|word|swear\w*|slang|"
         r"stand for|offensive|considered|say)\b|\b(?:what does|is|says?|saying|the word)\b.{0,12}['\"‘“]"
         r"|\b(?:swear ?words?|profanity|curse words?|slurs?|insults?)\b.{0,30}['\"‘“_]"
-    )),
+    ), frozenset({"swearing-at-person"})),
 )
 # fmt: on
 
@@ -586,7 +709,9 @@ def _category_score(weights: list[float]) -> float:
 # Contexts that say what a whole text is about (a game, an idiom) also scale the meaning layer's
 # finding, which reads "assassinate the target silently" the same in Hitman as in life. Not
 # "computing": a paraphrased request for ransomware is the layer's to catch.
-_DOMAIN_CONTEXTS = frozenset({"games-sport", "idiom", "bystander"})
+_DOMAIN_CONTEXTS = frozenset(
+    {"games-sport", "idiom", "bystander", "responsible-depiction", "clothed", "mild-language", "report-abuse"}
+)
 
 
 def domain_factor(norm: NormalizedText, category: Category) -> float:
@@ -652,6 +777,15 @@ _CHILD_PORN_RE = _re(_words(r"child porn\w*", r"kiddie porn", r"cp links", r"csa
                             r"pedo\w*", r"paedo\w*"))
 # fmt: on
 _MINORS_SAFE = next(c for c in _CONTEXTS if c.name == "help-prevention").pattern
+# A rule that forbids the category names it: "sexual content involving minors (always blocked)", terms of service.
+_MINORS_FORBIDDEN = _re(
+    r"\bsexual (?:content|material|abuse|exploitation|images?) (?:involving|of|depicting) (?:minors|children)\b"
+    r".{0,40}\b(?:blocked|prohibited|forbidden|banned|illegal|not allowed|never allowed|zero tolerance|refused)\b"
+    r"|\b(?:blocks?|prohibits?|forbids?|bans?|refuses?|never allows?) sexual (?:content|material|abuse|exploitation|"
+    r"images?) (?:involving|of|depicting) (?:minors|children)\b"
+)
+_MINORS_REQUEST = _re(_words(r"write", r"generate", r"draw", r"describe", r"roleplay", r"role-play", r"create",
+                             r"make me", r"give me", r"show me", r"send me", r"continue"))  # fmt: skip
 
 
 def _minors_finding(norm: NormalizedText) -> Finding | None:
@@ -671,6 +805,8 @@ def _minors_finding(norm: NormalizedText) -> Finding | None:
     # Parents and teachers ask how to talk about sex with children, or protect them:
     # that is benign unless it also asks for sexual material.
     if _MINORS_SAFE.search(text) and not (_SEXUAL_STRONG.search(text) or _CREATE.search(text)):
+        score = 0.05
+    elif _MINORS_FORBIDDEN.search(text) and not (_SEXUAL_STRONG.search(text) or _MINORS_REQUEST.search(text)):
         score = 0.05
     lo = min(minor.start(), sexual.start())
     hi = max(minor.end(), sexual.end())
