@@ -20,15 +20,13 @@ from PySide6.QtWidgets import (
 
 from desktop.bridge import EventBridge
 from desktop.chat_panel import ChatPanel
-from desktop.evaluate_panel import EvaluatePanel
-from desktop.gallery_panel import GalleryPanel
-from desktop.images_panel import ImagesPanel
 from desktop.models_panel import ModelsPanel
-from desktop.music_panel import MusicPanel
 from desktop.queue_view import DownloadQueue, QueueView
-from desktop.settings_page import SettingsPage
-from desktop.speech_panel import SpeechPanel
-from desktop.verify_panel import VerifyPanel
+
+# Panels made the first time they are shown (or asked for): importing and building them all took a
+# third of the time until the window was shown. Chat (the first page) and Models (it scans for the
+# installed models the other panels offer) are made at once.
+LAZY_PANELS: tuple[str, ...] = ("Images", "Speech", "Music", "Library", "Verify", "Evaluate", "Settings")
 
 
 class MainWindow(QMainWindow):
@@ -45,37 +43,23 @@ class MainWindow(QMainWindow):
         self.navigation.setObjectName("navigation")
         self.navigation.setFixedWidth(132)
         self.pages = QStackedWidget()
+        self._rows: dict[str, int] = {}  # each panel's row in the navigation and page in the stack
+        self._made: dict[str, QWidget] = {}  # the lazy panels made so far
         self.chat = ChatPanel(bridge)
         self.add_panel("Chat", self.chat)
-        self.images = ImagesPanel(bridge)
-        self.add_panel("Images", self.images)
-        self.speech = SpeechPanel(bridge)
-        self.add_panel("Speech", self.speech)
-        self.music = MusicPanel(bridge)
-        self.add_panel("Music", self.music)
-        self.library = GalleryPanel(bridge)
-        self.library.window_actions = self
-        self.add_panel("Library", self.library)
+        for name in LAZY_PANELS[:4]:
+            self._add_lazy(name)
         self.downloads = DownloadQueue(bridge, self)
         self.models = ModelsPanel(bridge, self.downloads)
         self.add_panel("Models", self.models)
-        self.verify = VerifyPanel(bridge)
-        self.add_panel("Verify", self.verify)
-        self.evaluate = EvaluatePanel(bridge)
-        self.add_panel("Evaluate", self.evaluate)
+        self._add_lazy("Verify")
+        self._add_lazy("Evaluate")
         self.queue_view = QueueView(self.downloads)
         self.add_panel("Queue", self.queue_view)
-        self.settings_page = SettingsPage(bridge)
-        self.add_panel("Settings", self.settings_page)
+        self._add_lazy("Settings")
         self.models.model_chosen.connect(self.use_model)
         self.models.scanned.connect(self._offer_installed_models)
-        needed = self.images.model_needed  # the Images panel's "no model yet" card
-        needed.download_requested.connect(lambda entry_id: self.download_for(needed, entry_id))
-        needed.browse_requested.connect(self.browse_catalog)
-        voices = self.speech.model_needed  # the Speech panel's "no voice yet" card
-        voices.download_requested.connect(lambda entry_id: self.download_for(voices, entry_id))
-        voices.browse_requested.connect(self.browse_catalog)
-        self.navigation.currentRowChanged.connect(self.pages.setCurrentIndex)
+        self.navigation.currentRowChanged.connect(self._show_row)
         self.navigation.setCurrentRow(0)
 
         self.interrupted = InterruptedBar(self.studio)
@@ -120,17 +104,120 @@ class MainWindow(QMainWindow):
         self.chat.model_changed.connect(self.show_model)
         self.chat.speed_changed.connect(self.show_speed)
         self.chat.safety_settings_requested.connect(self.show_settings)
-        self.images.safety_settings_requested.connect(self.show_settings)
         self._shut = False
+        if _serves_api(self.studio):
+            self.panel("Settings")  # its API service starts the server that was on when Ember last stopped
         # Downloads that were running when Ember last stopped continue, and show in the queue.
         self.downloads.resume_unfinished()
 
     def add_panel(self, name: str, panel: QWidget) -> None:
         """Add a panel and its entry in the navigation."""
+        self._rows[name] = self.navigation.count()
         self.navigation.addItem(name)
         item = self.navigation.item(self.navigation.count() - 1)
         item.setTextAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
         self.pages.addWidget(panel)
+
+    def _add_lazy(self, name: str) -> None:
+        """Add the navigation entry of a panel made when first needed (an empty page holds its place)."""
+        self.add_panel(name, QWidget())
+
+    def _show_row(self, row: int) -> None:
+        name = self.navigation.item(row).text() if row >= 0 else ""
+        if name in LAZY_PANELS:
+            self.panel(name)
+        self.pages.setCurrentIndex(row)
+
+    def panel(self, name: str) -> QWidget:
+        """The panel called ``name`` in the navigation, made now if it is a lazy one not made yet."""
+        if name not in LAZY_PANELS:
+            return self.pages.widget(self._rows[name])
+        made = self._made.get(name)
+        if made is None:
+            made = self._make(name)
+            self._made[name] = made
+            row = self._rows[name]
+            placeholder = self.pages.widget(row)
+            current = self.pages.currentIndex()
+            self.pages.insertWidget(row, made)
+            self.pages.removeWidget(placeholder)
+            placeholder.deleteLater()
+            self.pages.setCurrentIndex(current)
+            self._wire(name, made)
+        return made
+
+    def _make(self, name: str) -> QWidget:
+        bridge = self.bridge
+        if name == "Images":
+            from desktop.images_panel import ImagesPanel
+
+            return ImagesPanel(bridge)
+        if name == "Speech":
+            from desktop.speech_panel import SpeechPanel
+
+            return SpeechPanel(bridge)
+        if name == "Music":
+            from desktop.music_panel import MusicPanel
+
+            return MusicPanel(bridge)
+        if name == "Library":
+            from desktop.gallery_panel import GalleryPanel
+
+            library = GalleryPanel(bridge)
+            library.window_actions = self
+            return library
+        if name == "Verify":
+            from desktop.verify_panel import VerifyPanel
+
+            return VerifyPanel(bridge)
+        if name == "Evaluate":
+            from desktop.evaluate_panel import EvaluatePanel
+
+            return EvaluatePanel(bridge)
+        from desktop.settings_page import SettingsPage
+
+        return SettingsPage(bridge)
+
+    def _wire(self, name: str, panel: Any) -> None:
+        """Connect a lazy panel, once made, to the window and the other panels."""
+        if name == "Images":
+            needed = panel.model_needed  # the Images panel's "no model yet" card
+            needed.download_requested.connect(lambda entry_id: self.download_for(needed, entry_id))
+            needed.browse_requested.connect(self.browse_catalog)
+            panel.safety_settings_requested.connect(self.show_settings)
+            self._offer_diffusion_models(panel)
+        elif name == "Speech":
+            voices = panel.model_needed  # the Speech panel's "no voice yet" card
+            voices.download_requested.connect(lambda entry_id: self.download_for(voices, entry_id))
+            voices.browse_requested.connect(self.browse_catalog)
+
+    @property
+    def images(self) -> Any:
+        return self.panel("Images")
+
+    @property
+    def speech(self) -> Any:
+        return self.panel("Speech")
+
+    @property
+    def music(self) -> Any:
+        return self.panel("Music")
+
+    @property
+    def library(self) -> Any:
+        return self.panel("Library")
+
+    @property
+    def verify(self) -> Any:
+        return self.panel("Verify")
+
+    @property
+    def evaluate(self) -> Any:
+        return self.panel("Evaluate")
+
+    @property
+    def settings_page(self) -> Any:
+        return self.panel("Settings")
 
     def show_panel(self, panel: QWidget) -> None:
         """Switch to ``panel`` (as if its navigation entry were clicked)."""
@@ -199,14 +286,21 @@ class MainWindow(QMainWindow):
 
     def _offer_installed_models(self) -> None:
         """After each model scan: the installed diffusion models are offered in the Images panel, and the
-        Speech panel lists its voices again when it had none (a voice was just downloaded)."""
-        if not self.speech.has_voice() and self.models.installed_of_kind("voice"):
-            self.speech.refresh_voices()
+        Speech panel lists its voices again when it had none (a voice was just downloaded). A panel not
+        made yet is offered them when it is made."""
+        speech = self._made.get("Speech")
+        if speech is not None and not speech.has_voice() and self.models.installed_of_kind("voice"):
+            speech.refresh_voices()
+        images = self._made.get("Images")
+        if images is not None:
+            self._offer_diffusion_models(images)
+
+    def _offer_diffusion_models(self, images: Any) -> None:
         diffusion = [(self.models.display_name(m), m.path) for m in self.models.installed_of_kind("diffusion")]
-        had = self.images.has_model()
-        self.images.set_models(diffusion)
+        had = images.has_model()
+        images.set_models(diffusion)
         if not had and diffusion:
-            self.images.select_model(diffusion[0][1])
+            images.select_model(diffusion[0][1])
 
     def use_as_init_image(self, path: str) -> bool:
         """Put the image at ``path`` in the Images panel as the image-to-image input."""
@@ -254,19 +348,21 @@ class MainWindow(QMainWindow):
             return
         self._shut = True
         self.chat.shutdown()
-        self.images.shutdown()
-        self.speech.shutdown()
-        self.music.shutdown()
-        self.library.shutdown()
-        self.verify.shutdown()
-        self.evaluate.shutdown()
+        for panel in self._made.values():  # the lazy panels that were made
+            panel.shutdown()
         self.downloads.shutdown()
-        self.settings_page.shutdown()
         self.bridge.detach()
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.shutdown()
         super().closeEvent(event)
+
+
+def _serves_api(studio: Any) -> bool:
+    """Whether the local API was left on (Settings starts it again)."""
+    from engines.api.service import SETTING, ApiChoice
+
+    return ApiChoice.from_json(studio.settings.get(SETTING)).enabled
 
 
 def speech_request(settings: dict[str, Any], text: str) -> Any:
