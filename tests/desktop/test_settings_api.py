@@ -70,8 +70,8 @@ def test_the_choice_is_kept_and_taken_up_at_the_next_start_and_stopped_at_the_en
     again = build_main_window(studio)
     qtbot.addWidget(again)
     try:
+        assert _models(port) == 200  # serving before anyone opens Settings
         assert again.settings_page.api_enabled.isChecked() and again.settings_page.api_port.value() == port
-        assert _models(port) == 200
     finally:
         again.shutdown()
     assert _refused(port)
