@@ -47,6 +47,7 @@ class MainWindow(QMainWindow):
         self._made: dict[str, QWidget] = {}  # the lazy panels made so far
         self.chat = ChatPanel(bridge)
         self.add_panel("Chat", self.chat)
+        self.chat.model_picker.set_remote_models(_remote_models(self.studio))
         for name in LAZY_PANELS[:4]:
             self._add_lazy(name)
         self.downloads = DownloadQueue(bridge, self)
@@ -186,6 +187,8 @@ class MainWindow(QMainWindow):
             needed.browse_requested.connect(self.browse_catalog)
             panel.safety_settings_requested.connect(self.show_settings)
             self._offer_diffusion_models(panel)
+        elif name == "Settings":
+            panel.remote_card.changed.connect(self.chat.model_picker.set_remote_models)
         elif name == "Speech":
             voices = panel.model_needed  # the Speech panel's "no voice yet" card
             voices.download_requested.connect(lambda entry_id: self.download_for(voices, entry_id))
@@ -356,6 +359,13 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:
         self.shutdown()
         super().closeEvent(event)
+
+
+def _remote_models(studio: Any) -> list[tuple[str, str]]:
+    """(display name, model path) of the models on remote servers that Settings keeps."""
+    from engines.remote.endpoints import saved
+
+    return [entry for endpoint in saved(studio.settings) for entry in endpoint.paths()]
 
 
 def _serves_api(studio: Any) -> bool:

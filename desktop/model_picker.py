@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QComboBox, QFileDialog, QMessageBox, QWidget
 
 from engines.errors import ModelFileError
 from engines.models.embedded import DEFAULT_TEXT_MODEL, EMBEDDED_PREFIX, EMBEDDED_TEXT_MODELS, EmbeddedModel
+from engines.remote import is_remote
 from engines.text.gguf_header import read_gguf_header
 from engines.text.requests import is_base_model
 
@@ -24,6 +25,7 @@ class ModelChoice:
     name: str
     embedded: EmbeddedModel | None = None
     file_path: str = ""
+    remote_path: str = ""  # a model on a remote server (engines/remote), chosen in Settings
 
     def resolve(self) -> tuple[str, bool]:
         """Return the model's path and whether it is a base model (no chat template).
@@ -35,6 +37,8 @@ class ModelChoice:
         """
         if self.embedded is not None:
             return EMBEDDED_PREFIX + self.embedded.id, self.embedded.purpose == "completion"
+        if self.remote_path:
+            return self.remote_path, False  # a server's chat endpoint: it applies its model's template
         return self.file_path, is_base_model(read_gguf_header(self.file_path).chat_template)
 
 
@@ -89,6 +93,27 @@ class ModelPicker(QComboBox):
         self._select_file(path, header.name)
         return True
 
+    def set_remote_models(self, models: list[tuple[str, str]]) -> None:
+        """List the remote models (display name, model path) Settings has, in place of those listed before.
+
+        When the selected model was a remote one that is gone, the default model is selected.
+        """
+        current = self.current_choice()
+        for i in reversed(range(self.count())):
+            choice = self.itemData(i)
+            if isinstance(choice, ModelChoice) and choice.remote_path:
+                self.removeItem(i)
+        for label, path in models:
+            self.insertItem(self.count() - 1, label, ModelChoice(label, remote_path=path))
+        if current is not None and current.remote_path:
+            index = self._index_where(lambda choice: choice.remote_path == current.remote_path)
+            if index < 0:
+                index = max(self._index_of_embedded(DEFAULT_TEXT_MODEL), 0)
+                self._select(index)
+            else:
+                self.setCurrentIndex(index)
+                self._previous = index
+
     def select_model_path(self, path: str) -> bool:
         """Select the model a conversation used (``embedded:<id>`` or a file), without any dialog.
 
@@ -98,6 +123,11 @@ class ModelPicker(QComboBox):
             wanted = path[len(EMBEDDED_PREFIX) :]
             model = next((m for m in EMBEDDED_TEXT_MODELS if m.id == wanted), None)
             return model is not None and self.select_embedded(model)
+        if is_remote(path):
+            index = self._index_where(lambda choice: choice.remote_path == path)
+            if index >= 0:
+                self._select(index)
+            return index >= 0
         name = ""  # only read for a file the picker does not list yet
         if self._index_of_file(path) < 0:
             try:

@@ -231,6 +231,20 @@ class SettingsPage(QWidget):
         )
         layout.addWidget(self._api_card())
 
+        from desktop.remote_card import RemoteCard
+
+        layout.addWidget(self._section_title("Remote engines"))
+        layout.addWidget(
+            self._hint(
+                "A bigger model on another computer: add an OpenAI-compatible server (llama.cpp's server, vLLM, "
+                "Ollama, another Ember) and chat with its models here. Prompts and replies still pass Ember's "
+                "safety filter and are kept in your library; the record says where the reply was made. A remote "
+                "server cannot carry Ember's watermark, and the record says that too."
+            )
+        )
+        self.remote_card = RemoteCard(self.studio)
+        layout.addWidget(self.remote_card)
+
         layout.addWidget(self._section_title("About this installation"))
         layout.addWidget(self._about_card())
         layout.addStretch(1)

@@ -33,6 +33,11 @@ def same_place(made: Mapping[str, Any], backend: str | None = None) -> bool:
 def reproducibility(settings: Mapping[str, Any]) -> str:
     """One sentence a person reads: whether re-running these settings here gives the same output."""
     made = settings.get("made_on")
+    if isinstance(made, Mapping) and made.get("remote"):
+        return (
+            f"Made on a remote server ({made['remote']}), not by Ember's own engines: it carries no sampling "
+            "watermark, and re-running its settings there may give another output."
+        )
     if not isinstance(made, Mapping) or not made.get("cpu"):
         return (
             "This record does not say which machine made it: re-running its settings and seed gives a "

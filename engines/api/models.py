@@ -96,6 +96,7 @@ class ServedModels:
         models += _voices()
         models += _whisper()
         models += _embedding()
+        models += _remote(self._db)
         self._models = {m.id: m for m in models}
         self._found_s = time.monotonic()
 
@@ -125,6 +126,19 @@ def _library_models(db: Any) -> list[ServedModel]:
     for problem in library.problems:
         log.info("The API does not serve %s: %s", problem.path, problem.reason)
     return served
+
+
+def _remote(db: Any) -> list[ServedModel]:
+    """The models chosen on remote servers in Settings, as "<endpoint>/<model>" (served through Ember's pipeline)."""
+    from engines.remote import remote_path
+    from engines.remote.endpoints import saved
+    from engines.settings import SettingsStore
+
+    return [
+        ServedModel(f"{e.name}/{model}", CHAT, remote_path(e.url, model), f"{model} at {e.url}", chat=True)
+        for e in saved(SettingsStore(db))
+        for model in e.models
+    ]
 
 
 def _voices() -> list[ServedModel]:

@@ -14,7 +14,16 @@ from engines.text.requests import ChatRequest, CompletionRequest, Message, Model
 
 
 def make_engine(options: ModelOptions, context: EngineContext) -> Any:
-    """A (not yet loaded) llama.cpp engine; in the engine process. Raises ModelFileError for a bad file."""
+    """A (not yet loaded) llama.cpp engine, or a remote server's (engines/remote); in the engine process.
+
+    Raises ModelFileError for a bad file.
+    """
+    from engines.remote import is_remote
+
+    if is_remote(options.path):
+        from engines.remote.engine import RemoteTextEngine
+
+        return RemoteTextEngine(options)
     from engines.text.llama import LlamaEngine
 
     return LlamaEngine(options, watermark_key=context.text_watermark_key)
