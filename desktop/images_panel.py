@@ -101,6 +101,10 @@ def model_folder_problem(folder: str) -> str:
     Only the layout is checked here, by the engine's own rule (engines/diffusion/folder.py); the
     engine reads the files, and says what is missing, when it loads the model.
     """
+    from engines.remote import is_remote
+
+    if is_remote(folder):
+        return ""  # a model on a remote server (Settings > Remote engines): the server answers for it
     if not Path(folder).is_dir():
         return f"The folder {folder} does not exist (any more). Choose the model folder again."
     return layout_problem(folder)

@@ -188,7 +188,7 @@ class MainWindow(QMainWindow):
             panel.safety_settings_requested.connect(self.show_settings)
             self._offer_diffusion_models(panel)
         elif name == "Settings":
-            panel.remote_card.changed.connect(self.chat.model_picker.set_remote_models)
+            panel.remote_card.changed.connect(self._remote_models_changed)
         elif name == "Speech":
             voices = panel.model_needed  # the Speech panel's "no voice yet" card
             voices.download_requested.connect(lambda entry_id: self.download_for(voices, entry_id))
@@ -298,8 +298,16 @@ class MainWindow(QMainWindow):
         if images is not None:
             self._offer_diffusion_models(images)
 
+    def _remote_models_changed(self, _models: Any = None) -> None:
+        """Settings added or removed a remote server: the Chat and Images panels list its models, or no more."""
+        self.chat.model_picker.set_remote_models(_remote_models(self.studio))
+        images = self._made.get("Images")
+        if images is not None:
+            self._offer_diffusion_models(images)
+
     def _offer_diffusion_models(self, images: Any) -> None:
         diffusion = [(self.models.display_name(m), m.path) for m in self.models.installed_of_kind("diffusion")]
+        diffusion += _remote_models(self.studio, "image")
         had = images.has_model()
         images.set_models(diffusion)
         if not had and diffusion:
@@ -361,11 +369,11 @@ class MainWindow(QMainWindow):
         super().closeEvent(event)
 
 
-def _remote_models(studio: Any) -> list[tuple[str, str]]:
-    """(display name, model path) of the models on remote servers that Settings keeps."""
-    from engines.remote.endpoints import saved
+def _remote_models(studio: Any, kind: str = "text") -> list[tuple[str, str]]:
+    """(display name, model path) of the models of ``kind`` on remote servers that Settings keeps."""
+    from engines.remote.endpoints import remote_models
 
-    return [entry for endpoint in saved(studio.settings) for entry in endpoint.paths()]
+    return remote_models(studio.settings, kind)
 
 
 def _serves_api(studio: Any) -> bool:

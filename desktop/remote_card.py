@@ -8,6 +8,7 @@ from typing import Any
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
+    QComboBox,
     QFrame,
     QHBoxLayout,
     QLabel,
@@ -47,7 +48,11 @@ class RemoteCard(QFrame):
         self.key = QLineEdit()
         self.key.setPlaceholderText("API key (if it needs one)")
         self.key.setEchoMode(QLineEdit.EchoMode.Password)
-        for field, stretch in ((self.name, 1), (self.url, 3), (self.key, 2)):
+        self.kind = QComboBox()
+        self.kind.addItem("Text models", "text")
+        self.kind.addItem("Image models", "image")
+        self.kind.setToolTip("What Ember uses this server's models for: chat and writing, or making images")
+        for field, stretch in ((self.name, 1), (self.url, 3), (self.key, 2), (self.kind, 1)):
             row.addWidget(field, stretch)
         layout.addLayout(row)
         buttons = QHBoxLayout()
@@ -73,15 +78,17 @@ class RemoteCard(QFrame):
         self.endpoints.clear()
         for endpoint in saved(self.studio.settings):
             models = ", ".join(endpoint.models) or "no models"
-            item = QListWidgetItem(f"{endpoint.name}: {endpoint.url} ({models})")
+            what = "images" if endpoint.kind == "image" else "text"
+            item = QListWidgetItem(f"{endpoint.name} ({what}): {endpoint.url} ({models})")
             item.setData(256, endpoint.name)
             self.endpoints.addItem(item)
         self.remove_button.setEnabled(self.endpoints.count() > 0)
 
     def remote_models(self) -> list[tuple[str, str]]:
-        from engines.remote.endpoints import saved
+        """(display name, model path) of the text models on the kept servers."""
+        from engines.remote.endpoints import remote_models
 
-        return [entry for endpoint in saved(self.studio.settings) for entry in endpoint.paths()]
+        return remote_models(self.studio.settings, "text")
 
     def connect_endpoint(self) -> None:
         """Ask the server for its models (on a worker thread, so the window never waits); keep it when it answers."""
@@ -96,7 +103,7 @@ class RemoteCard(QFrame):
         except EmberError as exc:
             self.status.setText(str(exc))
             return
-        endpoint = Endpoint(name, url, self.key.text().strip())
+        endpoint = Endpoint(name, url, self.key.text().strip(), kind=self.kind.currentData())
         self.connect_button.setEnabled(False)
         self.status.setText(f"Asking {url} for its models…")
         threading.Thread(target=self._ask, args=(endpoint,), name="ember-remote-connect", daemon=True).start()
@@ -125,8 +132,14 @@ class RemoteCard(QFrame):
             return
         keep(self.studio.settings, endpoint)
         self.status.setText(
-            f"Added {endpoint.name}: {', '.join(endpoint.models)}. Its models are in the Chat panel's list; "
-            "what they write passes Ember's safety filter and is kept in your library, without Ember's watermark."
+            f"Added {endpoint.name}: {', '.join(endpoint.models)}. "
+            + (
+                "Its models are in the Images panel's list; what they make passes Ember's safety filter, gets "
+                "Ember's watermark and is kept in your library."
+                if endpoint.kind == "image"
+                else "Its models are in the Chat panel's list; what they write passes Ember's safety filter and is "
+                "kept in your library, without Ember's watermark (a remote server cannot carry it)."
+            )
         )
         self.name.clear()
         self.url.clear()

@@ -129,13 +129,22 @@ def _library_models(db: Any) -> list[ServedModel]:
 
 
 def _remote(db: Any) -> list[ServedModel]:
-    """The models chosen on remote servers in Settings, as "<endpoint>/<model>" (served through Ember's pipeline)."""
+    """The models chosen on remote servers in Settings, as "<endpoint>/<model>" (served through Ember's pipeline).
+
+    A text server's models chat; an image server's make images.
+    """
     from engines.remote import remote_path
     from engines.remote.endpoints import saved
     from engines.settings import SettingsStore
 
     return [
-        ServedModel(f"{e.name}/{model}", CHAT, remote_path(e.url, model), f"{model} at {e.url}", chat=True)
+        ServedModel(
+            f"{e.name}/{model}",
+            IMAGE if e.kind == "image" else CHAT,
+            remote_path(e.url, model),
+            f"{model} at {e.url}",
+            chat=e.kind == "text",
+        )
         for e in saved(SettingsStore(db))
         for model in e.models
     ]

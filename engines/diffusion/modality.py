@@ -16,7 +16,16 @@ from engines.pipeline import Delivered
 
 
 def make_engine(options: DiffusionOptions, context: EngineContext) -> Any:
-    """A (not yet loaded) diffusion engine; in the engine process. Raises ModelFileError for a bad folder."""
+    """A (not yet loaded) diffusion engine, or a remote server's (engines/remote); in the engine process.
+
+    Raises ModelFileError for a bad folder.
+    """
+    from engines.remote import is_remote
+
+    if is_remote(options.folder):
+        from engines.remote.engine import RemoteImageEngine
+
+        return RemoteImageEngine(options)
     from engines.diffusion.engine import DiffusionEngine
 
     return DiffusionEngine(options)

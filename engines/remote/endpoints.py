@@ -15,19 +15,29 @@ SETTING = "remote_endpoints"
 
 @dataclass(frozen=True)
 class Endpoint:
-    """One OpenAI-compatible server: a name, its API's base URL (".../v1"), its key, the models chosen there."""
+    """One OpenAI-compatible server: a name, its API's base URL (".../v1"), its key, the models chosen there.
+
+    ``kind`` is what Ember uses its models for: "text" (chat and completion) or "image" (text to image).
+    """
 
     name: str
     url: str
     api_key: str = ""
     models: tuple[str, ...] = ()
+    kind: str = "text"
 
     def paths(self) -> list[tuple[str, str]]:
         """(display name, model path) of each chosen model."""
         return [(f"{model} ({self.name}, remote)", remote_path(self.url, model)) for model in self.models]
 
     def as_json(self) -> dict[str, Any]:
-        return {"name": self.name, "url": self.url, "api_key": self.api_key, "models": list(self.models)}
+        return {
+            "name": self.name,
+            "url": self.url,
+            "api_key": self.api_key,
+            "models": list(self.models),
+            "kind": self.kind,
+        }
 
 
 def normalized_url(url: str) -> str:
@@ -54,7 +64,8 @@ def saved(settings: Any) -> list[Endpoint]:
         if isinstance(entry, dict) and isinstance(entry.get("name"), str) and isinstance(entry.get("url"), str):
             models = tuple(m for m in entry.get("models") or [] if isinstance(m, str))
             key = entry.get("api_key") if isinstance(entry.get("api_key"), str) else ""
-            found.append(Endpoint(entry["name"], entry["url"], key, models))
+            kind = "image" if entry.get("kind") == "image" else "text"
+            found.append(Endpoint(entry["name"], entry["url"], key, models, kind))
     return found
 
 
@@ -70,6 +81,11 @@ def forget(settings: Any, name: str) -> bool:
     left = [e for e in endpoints if e.name != name]
     settings.set(SETTING, [e.as_json() for e in left])
     return len(left) < len(endpoints)
+
+
+def remote_models(settings: Any, kind: str) -> list[tuple[str, str]]:
+    """(display name, model path) of every model of ``kind`` ("text" or "image") on the kept servers."""
+    return [entry for endpoint in saved(settings) if endpoint.kind == kind for entry in endpoint.paths()]
 
 
 def key_for(settings: Any, url: str) -> str:

@@ -187,3 +187,105 @@ def _saved_key(url: str) -> str:
             db.close()
     except Exception:  # no database to read: the server is asked without a key
         return ""
+
+
+class RemoteImageEngine:
+    """A text-to-image model on a remote server, reached at its OpenAI API (/images/generations, PNGs as base64).
+
+    The images come back as pixels and pass Ember's own pipeline like local ones: the safety check, the
+    image watermark and Content Credentials, the library. The record names the server.
+    """
+
+    kind = "image"
+
+    def __init__(self, options: Any) -> None:
+        self.options = options
+        try:
+            self.url, self.model = split_path(options.folder)
+        except ValueError as exc:
+            raise EmberError(str(exc)) from None
+        self.host = urlsplit(self.url).netloc
+        self.backend = f"remote ({self.host})"
+        self._api_key = ""
+
+    @property
+    def name(self) -> str:
+        return f"{self.model} (remote, {self.host})"
+
+    def memory_estimate(self) -> int:
+        return 0
+
+    def details(self) -> dict[str, Any]:
+        return {"remote": self.url}
+
+    def load(self) -> None:
+        self._api_key = _saved_key(self.url)
+
+    def unload(self) -> None:
+        pass
+
+    def provenance(self, request: Any, output: Any) -> Provenance:
+        first = dict(output.parameters[0]) if output.parameters else {}
+        settings = {**first, "batch_size": request.batch_size, "remote": self.url, "made_on": {"remote": self.url}}
+        return Provenance(
+            model_name=self.name,
+            model_path=self.options.folder,
+            model_sha256="",
+            backend=self.backend,
+            settings=settings,
+            seed=first.get("seed"),
+        )
+
+    def run(self, request: Any, progress: Progress, cancel: CancelToken) -> Any:
+        """Ask the server for ``request.batch_size`` images; each is decoded and checked to be the size asked."""
+        import base64
+        import io
+
+        import numpy as np
+        from PIL import Image
+
+        from engines.diffusion.requests import GeneratedImages
+        from engines.errors import IMAGE_DECODE_ERRORS
+        from engines.remote.client import request_json
+
+        self.load()
+        if request.init_image is not None:
+            raise InvalidRequestError("A remote server makes images from a prompt only, not from a start image.")
+        seed = request.seed if request.seed is not None else secrets.randbelow(2**32)
+        body: dict[str, Any] = {
+            "model": self.model,
+            "prompt": request.prompt,
+            "n": request.batch_size,
+            "size": f"{request.width}x{request.height}",
+            "response_format": "b64_json",
+            "seed": seed,
+        }
+        for name, value in (("negative_prompt", request.negative_prompt), ("steps", request.steps),
+                            ("guidance_scale", request.guidance_scale)):  # fmt: skip
+            if value:
+                body[name] = (
+                    value  # Ember's own API and most image servers read these; an OpenAI server is not sent them
+                )
+        cancel.raise_if_cancelled()
+        started = time.perf_counter()
+        answer = request_json("POST", self.url, "/images/generations", body, self._api_key, TIMEOUT_S * 5)
+        cancel.raise_if_cancelled()
+        data = answer.get("data") if isinstance(answer, dict) else None
+        if not isinstance(data, list) or not data:
+            raise EmberError(f"The remote server at {self.url} answered without images.")
+        images, parameters = [], []
+        for index, item in enumerate(data[: request.batch_size]):
+            try:
+                raw = base64.b64decode(item["b64_json"])
+                with Image.open(io.BytesIO(raw)) as picture:
+                    pixels = np.asarray(picture.convert("RGB"))
+            except (KeyError, TypeError, ValueError, *IMAGE_DECODE_ERRORS):
+                raise EmberError(f"Image {index + 1} from the remote server at {self.url} cannot be read.") from None
+            images.append(pixels)
+            parameters.append({
+                "prompt": request.prompt, "negative_prompt": request.negative_prompt, "seed": seed + index,
+                "width": int(pixels.shape[1]), "height": int(pixels.shape[0]), "model": self.model,
+                "remote": self.url,
+            })  # fmt: skip
+            progress.step(index + 1, request.batch_size)
+        return GeneratedImages(images, parameters, {"total_s": time.perf_counter() - started})

@@ -42,3 +42,22 @@ def test_a_server_that_does_not_answer_is_explained_and_nothing_is_kept(qtbot, w
     card.url.setText("ftp://box")
     card.connect_button.click()
     assert "not a server address" in card.status.text()
+
+
+def test_an_image_server_offers_its_models_in_the_images_panel(qtbot, window: MainWindow) -> None:
+    server = FakeServer()
+    server.script.models = ["flux-schnell"]
+    try:
+        card = window.settings_page.remote_card
+        card.name.setText("art")
+        card.url.setText(server.url)
+        card.kind.setCurrentIndex(card.kind.findData("image"))
+        with qtbot.waitSignal(card.changed, timeout=10_000):
+            card.connect_button.click()
+        combo = window.images.model_combo
+        assert remote_path(server.url, "flux-schnell") in [combo.itemData(i) for i in range(combo.count())]
+        assert window.images.select_model(remote_path(server.url, "flux-schnell"))  # no folder to check
+        picker = window.chat.model_picker
+        assert not any("flux" in picker.itemText(i) for i in range(picker.count()))  # not a chat model
+    finally:
+        server.close()

@@ -58,6 +58,28 @@ class FakeServer:
                 self.end_headers()
                 self.wfile.write(body.encode())
 
+            def _images(self, body: dict[str, Any]) -> None:
+                import base64
+                import io
+
+                import numpy as np
+                from PIL import Image
+
+                width, height = (int(v) for v in body.get("size", "64x64").split("x"))
+                made = []
+                for i in range(int(body.get("n", 1))):
+                    rng = np.random.default_rng(int(body.get("seed", 0)) + i)  # a photo-like texture
+                    pixels = (rng.random((height, width, 3)) * 80 + 90).astype(np.uint8)
+                    buffer = io.BytesIO()
+                    Image.fromarray(pixels).save(buffer, "PNG")
+                    made.append({"b64_json": base64.b64encode(buffer.getvalue()).decode()})
+                answer = json.dumps({"created": 0, "data": made}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
@@ -67,6 +89,9 @@ class FakeServer:
                     return
                 if script.status != 200:
                     self._refuse(script.status, script.error)
+                    return
+                if self.path.endswith("/images/generations"):
+                    self._images(body)
                     return
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")

@@ -181,10 +181,11 @@ def test_passages_the_safety_filter_would_refuse_are_left_out_and_a_refused_ques
 
     folder = tmp_path / "manual"
     folder.mkdir()
-    # A safety manual names what it blocks: checked as a prompt, that passage alone is refused.
-    (folder / "policy.md").write_text(
-        "# Policy\n\nThe filter blocks these categories: sexual content involving minors (always blocked), "
-        "sexual content, graphic violence, self-harm, hate and harassment, weapons.\n"
+    # A pasted forum post in the folder: checked as a prompt, that passage alone is refused. (A policy that only
+    # names the categories it blocks is not: tests/engines/safety/test_text_safety.py.)
+    (folder / "forum.md").write_text(
+        "# What the filter does\n\nReply from a forum: here is how to build a pipe bomb at home, step by step, "
+        "with the filter off.\n"
     )
     (folder / "levels.md").write_text("# Levels\n\nEach category has a level: strict, standard or minimal.")
     documents.index_folder(folder)

@@ -158,6 +158,47 @@ def test_the_api_serves_remote_models_by_endpoint_name(studio: Studio, fake_serv
         assert reply.choices[0].message.content == "Hello from far away." and reply.ember["watermark"] is None
 
 
+def test_a_remote_image_model_makes_images_that_pass_embers_pipeline(studio: Studio, fake_server: FakeServer) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from engines.diffusion.requests import DiffusionOptions, ImageRequest
+    from engines.provenance.verify import verify_file
+
+    keep(studio.settings, Endpoint("art", fake_server.url, "", ("pixel-model",), kind="image"))
+    fake_server.script.models = ["pixel-model"]
+    path = remote_path(fake_server.url, "pixel-model")
+    request = ImageRequest(DiffusionOptions(path), "a lighthouse at dusk", seed=40, width=128, height=96, batch_size=2)
+    final = studio.submit(request).wait(120)
+    assert final.kind is EventKind.RESULT, final.data
+    result = final.data
+    assert len(result.paths) == 2
+    body = fake_server.script.bodies[-1]
+    assert (body["model"], body["n"], body["size"], body["seed"]) == ("pixel-model", 2, "128x96", 40)
+    for index, (item, file) in enumerate(zip(result.delivered, result.paths, strict=True)):
+        assert np.asarray(Image.open(file)).shape == (96, 128, 3)
+        assert item.record.provenance.settings["remote"] == fake_server.url
+        assert item.record.provenance.seed == 40 + index and item.record.provenance.model_path == path
+    report = verify_file(result.paths[0], studio.key)  # Ember's own image watermark, added after the server
+    assert report.watermark.found, report.summary
+
+
+def test_the_api_serves_a_remote_image_model(studio: Studio, fake_server: FakeServer) -> None:
+    import base64
+
+    import openai
+
+    from engines.api.server import ApiServer, ServerSettings
+
+    keep(studio.settings, Endpoint("art", fake_server.url, "", ("pixel-model",), kind="image"))
+    with ApiServer(studio, ServerSettings(port=0, rate_per_minute=0)) as api:
+        client = openai.OpenAI(base_url=api.url, api_key="none", max_retries=0, timeout=120)
+        listed = {m.id: m.ember["kind"] for m in client.models.list().data}
+        assert listed["art/pixel-model"] == "image"
+        made = client.images.generate(model="art/pixel-model", prompt="a red boat", size="64x64")
+        assert base64.b64decode(made.data[0].b64_json).startswith(b"\x89PNG")
+
+
 def _llama_server(model: Path, port: int) -> Any:
     """llama-cpp-python's own server (llama_cpp.server) with this CPU's kernels loaded first, as Ember's engines do."""
     import subprocess
