@@ -26,7 +26,21 @@ from desktop.queue_view import DownloadQueue, QueueView
 # Panels made the first time they are shown (or asked for): importing and building them all took a
 # third of the time until the window was shown. Chat (the first page) and Models (it scans for the
 # installed models the other panels offer) are made at once.
-LAZY_PANELS: tuple[str, ...] = ("Images", "Speech", "Music", "Library", "Verify", "Evaluate", "Settings")
+_PANEL_CLASSES: dict[str, tuple[str, str]] = {
+    "Images": ("desktop.images_panel", "ImagesPanel"),
+    "Speech": ("desktop.speech_panel", "SpeechPanel"),
+    "Music": ("desktop.music_panel", "MusicPanel"),
+    "Library": ("desktop.gallery_panel", "GalleryPanel"),
+    "Verify": ("desktop.verify_panel", "VerifyPanel"),
+    "Evaluate": ("desktop.evaluate_panel", "EvaluatePanel"),
+    "Settings": ("desktop.settings_page", "SettingsPage"),
+}
+LAZY_PANELS: tuple[str, ...] = tuple(_PANEL_CLASSES)
+
+
+def _lazy_panel(name: str) -> property:
+    """The window's attribute for a lazy panel: made the first time it is read."""
+    return property(lambda window: window.panel(name), doc=f"The {name} panel (made when first needed).")
 
 
 class MainWindow(QMainWindow):
@@ -148,36 +162,13 @@ class MainWindow(QMainWindow):
         return made
 
     def _make(self, name: str) -> QWidget:
-        bridge = self.bridge
-        if name == "Images":
-            from desktop.images_panel import ImagesPanel
+        import importlib
 
-            return ImagesPanel(bridge)
-        if name == "Speech":
-            from desktop.speech_panel import SpeechPanel
-
-            return SpeechPanel(bridge)
-        if name == "Music":
-            from desktop.music_panel import MusicPanel
-
-            return MusicPanel(bridge)
+        module, cls = _PANEL_CLASSES[name]
+        made = getattr(importlib.import_module(module), cls)(self.bridge)
         if name == "Library":
-            from desktop.gallery_panel import GalleryPanel
-
-            library = GalleryPanel(bridge)
-            library.window_actions = self
-            return library
-        if name == "Verify":
-            from desktop.verify_panel import VerifyPanel
-
-            return VerifyPanel(bridge)
-        if name == "Evaluate":
-            from desktop.evaluate_panel import EvaluatePanel
-
-            return EvaluatePanel(bridge)
-        from desktop.settings_page import SettingsPage
-
-        return SettingsPage(bridge)
+            made.window_actions = self
+        return made
 
     def _wire(self, name: str, panel: Any) -> None:
         """Connect a lazy panel, once made, to the window and the other panels."""
@@ -194,33 +185,13 @@ class MainWindow(QMainWindow):
             voices.download_requested.connect(lambda entry_id: self.download_for(voices, entry_id))
             voices.browse_requested.connect(self.browse_catalog)
 
-    @property
-    def images(self) -> Any:
-        return self.panel("Images")
-
-    @property
-    def speech(self) -> Any:
-        return self.panel("Speech")
-
-    @property
-    def music(self) -> Any:
-        return self.panel("Music")
-
-    @property
-    def library(self) -> Any:
-        return self.panel("Library")
-
-    @property
-    def verify(self) -> Any:
-        return self.panel("Verify")
-
-    @property
-    def evaluate(self) -> Any:
-        return self.panel("Evaluate")
-
-    @property
-    def settings_page(self) -> Any:
-        return self.panel("Settings")
+    images = _lazy_panel("Images")
+    speech = _lazy_panel("Speech")
+    music = _lazy_panel("Music")
+    library = _lazy_panel("Library")
+    verify = _lazy_panel("Verify")
+    evaluate = _lazy_panel("Evaluate")
+    settings_page = _lazy_panel("Settings")
 
     def show_panel(self, panel: QWidget) -> None:
         """Switch to ``panel`` (as if its navigation entry were clicked)."""

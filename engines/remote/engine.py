@@ -25,21 +25,17 @@ TIMEOUT_S = 120.0  # a remote server may load its model on the first request
 NO_WATERMARK = "none: made by a remote server, which cannot carry Ember's sampling watermark"
 
 
-class RemoteTextEngine:
-    """A model on a remote server, reached at its OpenAI API."""
+class _RemoteModel:
+    """What every remote engine has: the server's URL and the model's id (from its path), and no local memory."""
 
-    kind = "text"
-
-    def __init__(self, options: ModelOptions) -> None:
-        self.options = options
+    def __init__(self, path: str) -> None:
         try:
-            self.url, self.model = split_path(options.path)
+            self.url, self.model = split_path(path)
         except ValueError as exc:
             raise EmberError(str(exc)) from None
         self.host = urlsplit(self.url).netloc
         self.backend = f"remote ({self.host})"
         self._api_key = ""
-        self._loaded = False
 
     @property
     def name(self) -> str:
@@ -47,6 +43,20 @@ class RemoteTextEngine:
 
     def memory_estimate(self) -> int:
         return 0  # it runs on the server
+
+    def details(self) -> dict[str, Any]:
+        return {"remote": self.url}
+
+
+class RemoteTextEngine(_RemoteModel):
+    """A model on a remote server, reached at its OpenAI API."""
+
+    kind = "text"
+
+    def __init__(self, options: ModelOptions) -> None:
+        super().__init__(options.path)
+        self.options = options
+        self._loaded = False
 
     def details(self) -> dict[str, Any]:
         return {"context_tokens": self.options.context_tokens, "threads": 0, "remote": self.url}
@@ -189,7 +199,7 @@ def _saved_key(url: str) -> str:
         return ""
 
 
-class RemoteImageEngine:
+class RemoteImageEngine(_RemoteModel):
     """A text-to-image model on a remote server, reached at its OpenAI API (/images/generations, PNGs as base64).
 
     The images come back as pixels and pass Ember's own pipeline like local ones: the safety check, the
@@ -199,24 +209,8 @@ class RemoteImageEngine:
     kind = "image"
 
     def __init__(self, options: Any) -> None:
+        super().__init__(options.folder)
         self.options = options
-        try:
-            self.url, self.model = split_path(options.folder)
-        except ValueError as exc:
-            raise EmberError(str(exc)) from None
-        self.host = urlsplit(self.url).netloc
-        self.backend = f"remote ({self.host})"
-        self._api_key = ""
-
-    @property
-    def name(self) -> str:
-        return f"{self.model} (remote, {self.host})"
-
-    def memory_estimate(self) -> int:
-        return 0
-
-    def details(self) -> dict[str, Any]:
-        return {"remote": self.url}
 
     def load(self) -> None:
         self._api_key = _saved_key(self.url)
