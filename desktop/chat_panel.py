@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
 
 from desktop.bridge import BackgroundOp, EventBridge, JobOp, blocked_reason
 from desktop.dictation_button import DictationButton
-from desktop.message_view import MessageView, MessageWidget, SafetyNotice
+from desktop.message_view import WELCOME, MessageView, MessageWidget, SafetyNotice, remote_welcome
 from desktop.model_picker import ModelChoice, ModelPicker
 from desktop.read_aloud import ReadAloud
 from desktop.settings_drawer import SettingsDrawer
@@ -46,6 +46,7 @@ from engines.errors import EmberError
 from engines.jobs import JobEvent
 from engines.pipeline import Delivered, require_delivered
 from engines.progress import Loading, Running
+from engines.remote import is_remote
 from engines.text.requests import Sampling, text_request
 from engines.units import human_bytes
 
@@ -462,6 +463,7 @@ class ChatPanel(QWidget):
             return
         self._model, self._model_path, self._is_base = choice, path, is_base
         self.base_hint.setVisible(is_base)
+        self.message_view.welcome.setText(remote_welcome(_host_of(path)) if is_remote(path) else WELCOME)
         self.model_changed.emit(choice.name)
 
     def unload_models(self) -> BackgroundOp:
@@ -937,3 +939,11 @@ class ChatPanel(QWidget):
             self.documents_dialog.shutdown()
         self.mic_button.cancel()
         self.read_aloud.shutdown()
+
+
+def _host_of(path: str) -> str:
+    from urllib.parse import urlsplit
+
+    from engines.remote import split_path
+
+    return urlsplit(split_path(path)[0]).netloc

@@ -97,6 +97,16 @@ WELCOME = (
 )
 
 
+def remote_welcome(host: str) -> str:
+    """The welcome when the chosen model runs on a remote server: what is written leaves this computer."""
+    return (
+        f"Chat with a model on the remote server {host}: what you write is sent there. Ember's safety filter "
+        "reads it first, and every reply as it arrives.\n"
+        "Type below and press Ctrl+Enter. Replies are kept in your library with a record of the server that "
+        "made them; a remote server cannot carry Ember's watermark."
+    )
+
+
 class NoticeRow(QLabel):
     """A calm inline line: a notice from the engine, or why a reply failed."""
 

@@ -237,9 +237,10 @@ class SettingsPage(QWidget):
         layout.addWidget(
             self._hint(
                 "A bigger model on another computer: add an OpenAI-compatible server (llama.cpp's server, vLLM, "
-                "Ollama, another Ember) and chat with its models here. Prompts and replies still pass Ember's "
-                "safety filter and are kept in your library; the record says where the reply was made. A remote "
-                "server cannot carry Ember's watermark, and the record says that too."
+                "Ollama, another Ember) and chat or make images with its models here. Prompts and replies still "
+                "pass Ember's safety filter and are kept in your library; the record says where each was made. "
+                "A remote server cannot carry Ember's text watermark (images get Ember's own), and the record "
+                "says that too."
             )
         )
         self.remote_card = RemoteCard(self.studio)

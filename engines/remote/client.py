@@ -72,18 +72,54 @@ def _refusal(url: str, status: int, payload: bytes) -> EmberError:
     return EmberError(f"The remote server at {url} refused the request ({status}{': ' + said if said else ''}).")
 
 
-def request_json(method: str, url: str, path: str, body: Any, api_key: str, timeout_s: float) -> Any:
-    """One JSON request to the API at ``url`` (its base, ".../v1"); the decoded answer."""
+class _Closer:
+    """Closes a connection from another thread (a cancel): a read waiting on the server then ends at once."""
+
+    def __init__(self, connection: http.client.HTTPConnection) -> None:
+        self.connection = connection
+        self.closed = False
+
+    def __call__(self) -> None:
+        self.closed = True
+        sock = self.connection.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+def request_json(
+    method: str,
+    url: str,
+    path: str,
+    body: Any,
+    api_key: str,
+    timeout_s: float,
+    on_open: Callable[[Callable[[], None]], None] | None = None,
+) -> Any:
+    """One JSON request to the API at ``url`` (its base, ".../v1"); the decoded answer.
+
+    ``on_open``, when given, is handed a function that closes the connection (the caller's cancel
+    hook); once it was called the answer is None, whatever arrived. Raises EmberError for a failure.
+    """
     connection, base = _connection(url, timeout_s)
+    close = _Closer(connection)
     try:
         payload = json.dumps(body).encode() if body is not None else None
         connection.request(method, base + path, payload, _headers(api_key, payload is not None))
+        if on_open is not None:
+            on_open(close)
         response = connection.getresponse()
         data = response.read()
     except (OSError, http.client.HTTPException) as exc:
+        if close.closed:
+            return None  # cancelled: the caller sees its token
         raise _failure(url, exc, timeout_s) from None
     finally:
         connection.close()
+    if close.closed:
+        return None
     if response.status != 200:
         raise _refusal(url, response.status, data)
     try:
@@ -104,18 +140,7 @@ def stream_events(
     waiting on the server then ends at once).
     """
     connection, base = _connection(url, timeout_s)
-    closed = False
-
-    def close() -> None:
-        nonlocal closed
-        closed = True
-        sock = connection.sock
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
+    close = _Closer(connection)
     try:
         connection.request("POST", base + path, json.dumps(body).encode(), _headers(api_key, True))
         on_open(close)
@@ -138,7 +163,7 @@ def stream_events(
             if isinstance(event, dict):
                 yield event
     except (OSError, http.client.HTTPException) as exc:
-        if closed:
+        if close.closed:
             return  # cancelled: the caller sees its token
         raise _failure(url, exc, timeout_s) from None
     finally:

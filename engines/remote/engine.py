@@ -135,7 +135,7 @@ class RemoteTextEngine(_RemoteModel):
         first: float | None = None
         text: list[str] = []
         pieces = 0
-        finish = "length"
+        finish: str | None = None  # None until the server says the reply is complete
         usage: dict[str, Any] = {}
         undo: list[Any] = []
 
@@ -161,11 +161,18 @@ class RemoteTextEngine(_RemoteModel):
         finally:
             for remove in undo:
                 remove()
+        if finish is None and not cancel.cancelled:
+            # The connection ended with no finish_reason: the server stopped or crashed mid-reply. Passing
+            # the part on as a whole reply would hide that (what arrived was streamed, and checked, already).
+            raise EmberError(
+                f"The remote server at {self.url} stopped sending in the middle of the reply (after {pieces} "
+                "pieces). Check that it is still running, then send the message again."
+            )
         ended = time.perf_counter()
         first = first or ended
         output = TextOutput(
             text="".join(text),
-            finish_reason="cancelled" if cancel.cancelled else finish,  # type: ignore[arg-type]
+            finish_reason="cancelled" if cancel.cancelled else (finish or "length"),  # type: ignore[arg-type]
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             generated_tokens=int(usage.get("completion_tokens") or pieces),
             dropped_messages=0,
@@ -231,7 +238,11 @@ class RemoteImageEngine(_RemoteModel):
         )
 
     def run(self, request: Any, progress: Progress, cancel: CancelToken) -> Any:
-        """Ask the server for ``request.batch_size`` images; each is decoded and checked to be the size asked."""
+        """Ask the server for ``request.batch_size`` images, decoded to pixels (the record gives each one's own size).
+
+        Raises Cancelled as soon as the job is cancelled (the connection is closed, the server's work
+        abandoned), EmberError for a failure or an answer without readable images.
+        """
         import base64
         import io
 
@@ -257,12 +268,18 @@ class RemoteImageEngine(_RemoteModel):
         for name, value in (("negative_prompt", request.negative_prompt), ("steps", request.steps),
                             ("guidance_scale", request.guidance_scale)):  # fmt: skip
             if value:
-                body[name] = (
-                    value  # Ember's own API and most image servers read these; an OpenAI server is not sent them
-                )
+                body[name] = value  # not in OpenAI's own API; Ember's API and most local image servers read them
         cancel.raise_if_cancelled()
         started = time.perf_counter()
-        answer = request_json("POST", self.url, "/images/generations", body, self._api_key, TIMEOUT_S * 5)
+        undo: list[Any] = []
+        try:
+            answer = request_json(
+                "POST", self.url, "/images/generations", body, self._api_key, TIMEOUT_S * 5,
+                on_open=lambda close: undo.append(cancel.on_cancel(close)),
+            )  # fmt: skip
+        finally:
+            for remove in undo:
+                remove()
         cancel.raise_if_cancelled()
         data = answer.get("data") if isinstance(answer, dict) else None
         if not isinstance(data, list) or not data:

@@ -23,11 +23,14 @@ def test_a_server_added_in_settings_offers_its_models_in_chat_and_removed_they_g
         assert "qwen-7b (gpu-box, remote)" in labels and "llama-8b (gpu-box, remote)" in labels
         assert picker.select_model_path(remote_path(server.url, "llama-8b"))
         assert picker.current_choice().resolve() == (remote_path(server.url, "llama-8b"), False)
+        host = server.url.removeprefix("http://").removesuffix("/v1")
+        assert f"remote server {host}: what you write is sent there" in window.chat.message_view.welcome.text()
         with qtbot.waitSignal(card.changed, timeout=5_000):
             card.remove_button.click()
         assert card.endpoints.count() == 0
         assert not any("remote" in picker.itemText(i) for i in range(picker.count()))
         assert picker.current_choice() is not None and not picker.current_choice().remote_path
+        assert "runs on this computer" in window.chat.message_view.welcome.text()
     finally:
         server.close()
 
