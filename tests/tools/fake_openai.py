@@ -68,8 +68,19 @@ class FakeServer:
                 width, height = (int(v) for v in body.get("size", "64x64").split("x"))
                 made = []
                 for i in range(int(body.get("n", 1))):
-                    rng = np.random.default_rng(int(body.get("seed", 0)) + i)  # a photo-like texture
-                    pixels = (rng.random((height, width, 3)) * 80 + 90).astype(np.uint8)
+                    # a picture-like image: smooth colour fields with some grain (uniform noise carries a
+                    # watermark poorly, as it would in a real photograph of static)
+                    seed = int(body.get("seed", 0)) + i
+                    rng = np.random.default_rng(seed)
+                    yy, xx = np.mgrid[0:height, 0:width] / max(width, height)
+                    fields = [
+                        120 + 80 * np.sin(6 * xx + seed),
+                        110 + 70 * np.cos(5 * yy),
+                        100 + 60 * np.sin(4 * (xx + yy)),
+                    ]
+                    pixels = np.clip(np.stack(fields, -1) + rng.normal(0, 12, (height, width, 3)), 0, 255).astype(
+                        np.uint8
+                    )
                     buffer = io.BytesIO()
                     Image.fromarray(pixels).save(buffer, "PNG")
                     made.append({"b64_json": base64.b64encode(buffer.getvalue()).decode()})

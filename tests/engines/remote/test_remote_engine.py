@@ -168,15 +168,15 @@ def test_a_remote_image_model_makes_images_that_pass_embers_pipeline(studio: Stu
     keep(studio.settings, Endpoint("art", fake_server.url, "", ("pixel-model",), kind="image"))
     fake_server.script.models = ["pixel-model"]
     path = remote_path(fake_server.url, "pixel-model")
-    request = ImageRequest(DiffusionOptions(path), "a lighthouse at dusk", seed=40, width=128, height=96, batch_size=2)
+    request = ImageRequest(DiffusionOptions(path), "a lighthouse at dusk", seed=40, width=256, height=192, batch_size=2)
     final = studio.submit(request).wait(120)
     assert final.kind is EventKind.RESULT, final.data
     result = final.data
     assert len(result.paths) == 2
     body = fake_server.script.bodies[-1]
-    assert (body["model"], body["n"], body["size"], body["seed"]) == ("pixel-model", 2, "128x96", 40)
+    assert (body["model"], body["n"], body["size"], body["seed"]) == ("pixel-model", 2, "256x192", 40)
     for index, (item, file) in enumerate(zip(result.delivered, result.paths, strict=True)):
-        assert np.asarray(Image.open(file)).shape == (96, 128, 3)
+        assert np.asarray(Image.open(file)).shape == (192, 256, 3)
         assert item.record.provenance.settings["remote"] == fake_server.url
         assert item.record.provenance.seed == 40 + index and item.record.provenance.model_path == path
     report = verify_file(result.paths[0], studio.key)  # Ember's own image watermark, added after the server
