@@ -162,6 +162,12 @@ class EvaluatePanel(QWidget):
         self.status.setObjectName("busyLabel")
         self.status.setWordWrap(True)
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # Images: whether the prompt alignment was measured (by a CLIP model the person downloaded) or not.
+        self.alignment = QLabel()
+        self.alignment.setObjectName("settingsHint")
+        self.alignment.setWordWrap(True)
+        self.alignment.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.alignment.hide()
 
         self.table = QTableWidget(0, len(_COLUMNS))
         self.table.setObjectName("evaluateTable")
@@ -188,6 +194,7 @@ class EvaluatePanel(QWidget):
         layout.addLayout(row)
         layout.addWidget(self.busy)
         layout.addWidget(self.status)
+        layout.addWidget(self.alignment)
         layout.addWidget(self.table, 2)
         layout.addLayout(chart_row)
         layout.addWidget(self.chart, 1)
@@ -294,6 +301,9 @@ class EvaluatePanel(QWidget):
         self.evaluation_finished.emit(result, error)
 
     def _show(self, result: SetResult) -> None:
+        notes = [n for n in dict.fromkeys(row.get("extra", {}).get("alignment", "") for row in result.rows) if n]
+        self.alignment.setText("Prompt alignment: " + "; ".join(notes) if notes else "")
+        self.alignment.setVisible(bool(notes))
         self.table.setRowCount(0)
         for row in result.rows:
             for name, (low, median, high) in row["figures"].items():

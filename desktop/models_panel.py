@@ -75,6 +75,7 @@ KIND_NAMES = {
     "upscaler": "Upscaler",
     "voice": "Voice",
     "guard": "Guard",
+    "clip": "CLIP (image-prompt score)",
 }
 SOURCE_NAMES = {
     "embedded": "Comes with Ember",

@@ -15,6 +15,7 @@ from typing import Any
 from engines.dictation.modality import DICTATION
 from engines.diffusion.modality import IMAGE
 from engines.errors import EmberError
+from engines.evaluation.clip import CLIP_KIND
 from engines.modality import Modality, ModelKind
 from engines.music.modality import MUSIC
 from engines.speech.modality import SPEECH
@@ -27,6 +28,10 @@ _lock = threading.Lock()
 # Kinds whose modality has not landed yet: the catalog already lists such models. The speech and
 # upscaling modalities take them over (a registered modality's kind of the same name wins).
 UPCOMING_KINDS: tuple[ModelKind, ...] = ()
+
+# Kinds of models that serve a tool of Ember rather than a modality: the catalog offers them and the model
+# library finds them like any other. A CLIP model scores images against their prompt in ``evaluate image``.
+TOOL_KINDS: tuple[ModelKind, ...] = (CLIP_KIND,)
 
 
 def modalities() -> tuple[Modality, ...]:
@@ -75,10 +80,10 @@ def modality_for_options(options: Any) -> Modality | None:
 
 def model_kinds() -> tuple[ModelKind, ...]:
     """Every model kind Ember knows: those of the registered modalities, in their order, then the
-    :data:`UPCOMING_KINDS` that no registered modality declares."""
+    :data:`TOOL_KINDS` and the :data:`UPCOMING_KINDS` that no registered modality declares."""
     registered = tuple(kind for m in modalities() for kind in m.kinds)
     taken = {kind.kind for kind in registered}
-    return registered + tuple(kind for kind in UPCOMING_KINDS if kind.kind not in taken)
+    return registered + tuple(kind for kind in (*TOOL_KINDS, *UPCOMING_KINDS) if kind.kind not in taken)
 
 
 def model_kind(kind: str) -> ModelKind | None:

@@ -111,6 +111,7 @@ def engine_factory_for(options: Any) -> EngineFactory:
 
     Raises EmberError for options no engine loads.
     """
+    from engines.evaluation.clip import ClipOptions, make_clip_engine
     from engines.evaluation.perplexity import PerplexityOptions, make_perplexity_engine
     from engines.safety.image import ImageClassifierOptions, make_image_classifier
     from engines.safety.semantic import SemanticOptions, make_semantic_engine
@@ -130,6 +131,8 @@ def engine_factory_for(options: Any) -> EngineFactory:
         return make_system_engine
     if isinstance(options, PerplexityOptions):
         return make_perplexity_engine
+    if isinstance(options, ClipOptions):
+        return make_clip_engine
     raise EmberError(f"Ember has no engine for {type(options).__name__}.")
 
 

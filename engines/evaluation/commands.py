@@ -27,6 +27,12 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", type=int, default=None, help="how many samples, seeds 1..N (text 8, image 4)")
     parser.add_argument("--steps", type=int, default=None, help="image: denoising steps (default: the model's)")
     parser.add_argument("--size", type=int, default=512, help="image: width and height")
+    parser.add_argument(
+        "--clip",
+        help="image: the CLIP model that scores the images against the prompt, a folder or its text_model*.onnx "
+        "(default: the installed one; download 'CLIP ViT-B/32' with main.py models --download "
+        "clip-vit-base-patch32-int8)",
+    )
     parser.add_argument("--bars", type=int, default=8, help="music: bars a piece")
     parser.add_argument("--max-tokens", type=int, default=96)
     parser.add_argument("--temperature", type=float, default=0.8)
@@ -61,7 +67,9 @@ def _run(args: argparse.Namespace) -> int:
         elif args.kind == "image":
             from engines.evaluation.image import evaluate_image
 
-            result = evaluate_image(studio, args.model, args.prompt, samples=samples, steps=args.steps, size=args.size)
+            result = evaluate_image(
+                studio, args.model, args.prompt, samples=samples, steps=args.steps, size=args.size, clip=args.clip
+            )
         elif args.kind == "speech":
             from engines.evaluation.audio import evaluate_speech
 
@@ -84,7 +92,8 @@ EVALUATE = Command(
     description="Make N samples of one prompt through the Studio (safety, watermark and library as always) and "
     "measure them. Text: distinct-1/2 and self-BLEU, perplexity under a reference model, tokens/s and time to "
     "first token. Images: mean pairwise distance (luma SSIM, colour histograms), sharpness, colourfulness, "
-    "exposure, the safety score, seconds per image and per step. Speech: the round-trip word error rate through "
+    "exposure, the safety score, the CLIP score against the prompt when a CLIP model is installed (download "
+    "'CLIP ViT-B/32' in Models), seconds per image and per step. Speech: the round-trip word error rate through "
     "Whisper, levels, real-time factor. Music: pitch-class entropy, levels, real-time factor. Proxies, named as "
     "such; min, median and max.",
     arguments=_arguments,

@@ -3,9 +3,11 @@
 Diversity: the mean pairwise distance between the images on two fixed features (1 - SSIM of the luma
 at 64x64, and the L1 distance of colour histograms): proxies, 0 for copies. No-reference proxies per
 image: sharpness, colourfulness, exposure (see :mod:`engines.evaluation.metrics`), and the safety
-filter's score for it (the image classifier's, from the output's record). No image-prompt alignment:
-no CLIP or captioning model ships in a package, and the report says so. Speed: seconds per image and
-per denoising step, as min, median and max.
+filter's score for it (the image classifier's, from the output's record). Image-prompt alignment: the
+CLIP score of each image against the prompt (:mod:`engines.evaluation.clip`, in the Studio's engine
+process), a proxy, when a CLIP model is installed; none ships with Ember, so without one the report says
+it is not measured and names the catalog entry to download. Speed: seconds per image and per denoising
+step, as min, median and max.
 """
 
 from __future__ import annotations
@@ -22,7 +24,53 @@ from engines.errors import EmberError
 from engines.evaluation import metrics
 from engines.evaluation.runs import finished, spread, table
 
-ALIGNMENT = "not measured: no image-prompt model (CLIP, a captioner) ships in a package"
+CLIP_ENTRY = "CLIP ViT-B/32"  # the catalog entry's name (resources/catalog.json, kind "clip")
+ALIGNMENT = (
+    "not measured: no image-prompt model (CLIP) is installed, and none ships with Ember; "
+    f"download '{CLIP_ENTRY}' in Models to measure it"
+)
+CLIP_SCORE = "CLIP score (alignment proxy)"
+CLIP_COSINE = "CLIP cosine (alignment proxy)"
+
+
+@dataclass(frozen=True)
+class AlignmentModel:
+    """The CLIP model that scores images against their prompt: where it is, and its name for a person."""
+
+    path: str
+    name: str
+
+
+def find_clip_model(studio: Any) -> AlignmentModel | None:
+    """The CLIP model the model library finds (downloaded from the catalog, imported, or in the Hugging Face
+    cache), the catalog's entries first in catalog order; None when there is none."""
+    from engines.models.catalog import CatalogError, load_catalog
+    from engines.models.library import ModelLibrary
+
+    try:
+        entries = [e for e in load_catalog() if e.kind == "clip"]
+    except CatalogError:
+        entries = []
+    names = {e.id: e.name for e in entries}
+    order = {e.id: i for i, e in enumerate(entries)}
+    library = ModelLibrary(studio.db)
+    # The recorded ones (downloaded in Models, imported) first: a scan of every model folder is slower.
+    found = [m for m in library.installed() if m.kind == "clip" and Path(m.path).exists()]
+    found = found or [m for m in library.discover() if m.kind == "clip"]
+    if not found:
+        return None
+    best = min(found, key=lambda m: order.get(m.catalog_id or "", len(order)))
+    return AlignmentModel(best.path, names.get(best.catalog_id or "", f"CLIP ({best.name})"))
+
+
+def clip_scores(studio: Any, model: AlignmentModel, paths: list[str], prompt: str) -> Any:
+    """The CLIP scores (:class:`engines.evaluation.clip.ClipScores`) of the images at ``paths`` against
+    ``prompt``, scored in the Studio's "cpu" engine process. Raises EmberError (ModelFileError for a
+    damaged model) when the model cannot score them."""
+    from engines.evaluation.clip import ClipOptions, ClipRequest
+
+    request = ClipRequest(tuple(paths), prompt)
+    return studio.engines.call("cpu", ClipOptions(model.path), "score", request, what="the CLIP model")
 
 
 @dataclass(frozen=True)
@@ -35,6 +83,8 @@ class ImageEvaluation:
     distances: dict[str, float]
     spread: dict[str, tuple[float, float, float]] = field(default_factory=dict)
     alignment: str = ALIGNMENT
+    alignment_model: str = ""  # the CLIP model that scored the images; "" when none did
+    clip_cosines: tuple[float, ...] = ()  # per image, in the order of ``paths``
 
     def table(self) -> str:
         heading = [
@@ -57,9 +107,15 @@ def evaluate_image(
     samples: int = 4,
     steps: int | None = None,
     size: int = 512,
+    clip: AlignmentModel | str | None = None,
 ) -> ImageEvaluation:
-    """Make ``samples`` images of ``prompt`` (seeds 1..N, one job each) and measure them. Raises EmberError
-    when a job fails or an image is withheld (its reason)."""
+    """Make ``samples`` images of ``prompt`` (seeds 1..N, one job each) and measure them.
+
+    ``clip`` is the CLIP model that scores them against the prompt (a path, or one :func:`find_clip_model`
+    found); None looks for the installed one, "" says there is none. Raises EmberError when a job fails or
+    an image is withheld (its reason); a CLIP model that cannot score them leaves the alignment unmeasured,
+    with the reason.
+    """
     from engines.diffusion.requests import DiffusionOptions, ImageRequest
 
     if samples < 2:
@@ -91,6 +147,32 @@ def evaluate_image(
     }
     if safety:
         spreads["safety score (image classifier)"] = spread(safety)
+    model = find_clip_model(studio) if clip is None else (clip or None)
+    if isinstance(model, str):
+        model = AlignmentModel(model, f"CLIP ({Path(model).name})")
+    alignment, cosines = ALIGNMENT, ()
+    if model is not None:
+        try:
+            scored = clip_scores(studio, model, paths, prompt)
+        except EmberError as exc:
+            alignment = f"not measured: the CLIP model '{model.name}' could not score the images ({exc})"
+        else:
+            cosines = scored.cosines
+            spreads[CLIP_SCORE] = spread(scored.scores)
+            spreads[CLIP_COSINE] = spread(cosines)
+            alignment = (
+                f"{model.name} score: a proxy of prompt alignment (CLIPScore: 100 x the cosine of the image's "
+                "and the prompt's CLIP embeddings, floored at 0)"
+            )
     spreads["seconds per image (first: load)"] = spread(seconds)
     spreads["seconds per step"] = spread(per_step)
-    return ImageEvaluation(Path(folder).name, prompt, tuple(paths), metrics.pairwise_distances(images), spreads)
+    return ImageEvaluation(
+        Path(folder).name,
+        prompt,
+        tuple(paths),
+        metrics.pairwise_distances(images),
+        spreads,
+        alignment=alignment,
+        alignment_model=model.name if cosines else "",
+        clip_cosines=tuple(cosines),
+    )

@@ -57,7 +57,10 @@ class SetResult:
         lines = [f"# Evaluation: {self.kind}, {self.model}, set '{self.set_name}'", ""]
         lines.append(f"{self.samples} samples a prompt, started {self.started_utc}, {self.seconds:.0f} s.")
         for row in self.rows:
-            lines += ["", f"## {row['prompt']}", "", "| figure | min | median | max |", "|---|---|---|---|"]
+            lines += ["", f"## {row['prompt']}"]
+            if row.get("extra", {}).get("alignment"):
+                lines += ["", f"Prompt alignment: {row['extra']['alignment']}"]
+            lines += ["", "| figure | min | median | max |", "|---|---|---|---|"]
             lines += [f"| {n} | {lo:.3g} | {mid:.3g} | {hi:.3g} |" for n, (lo, mid, hi) in row["figures"].items()]
         return "\n".join(lines) + "\n"
 
@@ -101,6 +104,10 @@ def run_set(
     began = time.monotonic()
     say = progress or (lambda message: None)
     groups = [[p] for p in prompts] if kind in ("text", "image") else [prompts]
+    if kind == "image" and "clip" not in options:
+        from engines.evaluation.image import find_clip_model
+
+        options = {**options, "clip": find_clip_model(studio) or ""}  # looked for once, not once a prompt
     for index, group in enumerate(groups):
         if stop is not None and stop.is_set():
             result.seconds = time.monotonic() - began
@@ -112,7 +119,7 @@ def run_set(
             extra = {"samples": list(evaluation.samples)}
         elif kind == "image":
             evaluation = evaluate_image(studio, model, group[0], samples=samples, **options)
-            extra = {"paths": list(evaluation.paths)}
+            extra = {"paths": list(evaluation.paths), "alignment": evaluation.alignment}
         elif kind == "speech":
             evaluation = evaluate_speech(studio, model, group)
             extra = {"heard": list(evaluation.heard)}

@@ -13,8 +13,9 @@ fetch are those of the repository that match the patterns, ``files`` lists the m
 ``download_size_bytes`` is the folder's approximate total.
 
 The kinds an entry may have, with the panel, the format and the defaults that go with each, are
-the modalities' (``engines.modalities.model_kinds``); ``KINDS``, ``PANELS`` and ``FORMATS`` are
-read from there whenever they are asked for, so a modality registered at run time is in them.
+the modalities' and the tools' (``engines.modalities.model_kinds``: a CLIP model for Evaluate, say);
+``KINDS``, ``PANELS`` and ``FORMATS`` are read from there whenever they are asked for, so a modality
+registered at run time is in them.
 """
 
 from __future__ import annotations

@@ -293,6 +293,15 @@ def _inspect_onnx(path: Path) -> ModelInfo:
         "opsets": header.opsets,
         "external_files": list(header.external_files),
     }
+    tower = _clip_tower(header)
+    if tower == "image":
+        variant = path.name[len("vision_model") :] if path.name.startswith("vision_model") else ".onnx"
+        raise UnsupportedModel(
+            f"'{path.name}' is the image tower of a CLIP model. Open its folder, or the text tower "
+            f"'text_model{variant}' beside it: Ember reads both towers together."
+        )
+    if tower == "text":
+        return _inspect_clip(path, header, common)
     kind, extra = _classify_graph(header)
     if kind is None:
         shown_in = ", ".join(_describe_value(v) for v in header.inputs) or "none"
@@ -315,6 +324,54 @@ def _inspect_onnx(path: Path) -> ModelInfo:
         licence=header.metadata.get("license", ""),
         size_bytes=header.weight_bytes,
         details={**common, **extra},
+    )
+
+
+def _clip_tower(header: OnnxHeader) -> str | None:
+    """Return "text" or "image" for a CLIP tower as transformers.js and optimum export them, else None."""
+    names = {v.name for v in header.inputs}
+    outputs = {v.name for v in header.outputs}
+    if "input_ids" in names and names <= {"input_ids", "attention_mask"} and "text_embeds" in outputs:
+        return "text"
+    if names == {"pixel_values"} and "image_embeds" in outputs:
+        return "image"
+    return None
+
+
+def _inspect_clip(path: Path, header: OnnxHeader, common: dict[str, Any]) -> ModelInfo:
+    """A CLIP model, opened by its text tower: both towers are read (and their sizes counted), and the
+    tokenizer must be there. Raises ModelFileError naming a part that is missing or damaged."""
+    from engines.evaluation.clip import clip_files
+
+    files = clip_files(path)
+    vision = read_onnx_header(files.vision)
+    if _clip_tower(vision) != "image":
+        raise ModelFileError(
+            f"'{files.vision.name}' beside the CLIP text tower '{path.name}' is not a CLIP image tower "
+            "(it takes no pixel_values or gives no image_embeds). Download the CLIP model again."
+        )
+    config = _read_json(files.config) if files.config is not None else {}
+    name = _folder_model_name(files.root, path.stem)
+    return ModelInfo(
+        path=path,
+        kind="clip",
+        format="onnx",
+        name=name,
+        architecture=str(config.get("model_type") or "clip"),
+        parameter_count=(header.parameter_count + vision.parameter_count) or None,
+        context_length=None,
+        quantisation=header.precision,
+        chat_template=None,
+        licence=header.metadata.get("license", ""),
+        size_bytes=header.weight_bytes + vision.weight_bytes,
+        details={
+            **common,
+            "vision_tower": str(files.vision),
+            "vision_inputs": [_describe_value(v) for v in vision.inputs],
+            "vision_outputs": [_describe_value(v) for v in vision.outputs],
+            "tokenizer": str(files.tokenizer),
+            "root": str(files.root),
+        },
     )
 
 
@@ -437,6 +494,10 @@ def _inspect_piper(path: Path, header: OnnxHeader, config_path: Path) -> ModelIn
 
 
 def _inspect_folder(path: Path) -> ModelInfo:
+    from engines.evaluation.clip import clip_files, is_clip_folder
+
+    if is_clip_folder(path):
+        return _inspect_onnx(clip_files(path).text)
     index_path = path / "model_index.json"
     if not is_diffusion_folder(path) and not is_pytorch_checkpoint(path):
         ggufs = sorted(p.name for p in path.glob("*.gguf"))
